@@ -1,0 +1,493 @@
+"""Video loading with PyAV: the frames LLaMA-VID would pick, decoded as fast as the file allows.
+
+The original decodes with decord and keeps frames ``0, step, 2*step, ...`` with
+``step = round(native_fps / fps)`` (spec 4.3); :mod:`.sampling` keeps that rule for
+constant-frame-rate video and falls back to timestamps for variable frame rates.
+
+How we decode, and why:
+
+* **Sequential by default.** At 1 fps on usual encodes (a keyframe every 2-10 s) every
+  frame has to be decoded anyway, so seeking to each sample only adds work (measured:
+  3.6x real time seeking each second versus 27x decoding straight through, 720p h264).
+  Decoding uses PyAV's frame + slice threading, and only the kept frames are converted to
+  RGB, directly at the requested ``size`` in one swscale call.
+* **Seeking only when samples are sparser than the keyframes** — for example 32 frames of
+  an hour — judged from the container index (or a cheap packet scan): we seek to the last
+  keyframe before a target only when it lies ahead of what is already decoded.
+* **``approximate=True``** decodes keyframes only. It is many times faster and returns
+  real keyframes with their true timestamps, but not the frames the exact rule would pick,
+  and fewer of them when keyframes are sparser than the sampling interval.
+
+Also handled: rotation metadata (frames come out upright), odd sizes, 10-bit and other
+pixel formats, a first timestamp that is not 0 (timestamps count from the stream start),
+corrupt tails (frames before the damage are kept, with a :class:`MediaWarning`). Sample
+aspect ratio is ignored, as in the original. Folders of frame images and animated GIFs are
+delegated to :mod:`.frames`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+
+from .errors import (
+    CorruptMediaError,
+    EmptyMediaError,
+    MediaError,
+    MediaNotFoundError,
+    MediaWarning,
+    NoVideoStreamError,
+    UnsupportedMediaError,
+)
+from .images import check_dimensions
+from .progress import make_progress
+from .sampling import Selector, fps_step, original_indices, uniform_indices, uniform_times
+
+__all__ = ["VideoClip", "load_video", "resized_shape"]
+
+logger = logging.getLogger(__name__)
+
+#: Only consider seeking when samples are at least this far apart (seconds): below it the
+#: keyframes of ordinary encodes are sparser than the samples and straight decoding wins.
+SEEK_MIN_INTERVAL_S = 1.5
+#: Seek only when it skips at least this much video (seconds); a seek costs a decoder flush.
+SEEK_MIN_GAIN_S = 1.0
+#: swscale filter for resizing; bicubic like the CLIP processor's PIL resize.
+INTERPOLATION = "BICUBIC"
+_PROGRESS_EVERY = 16
+
+# First bytes of containers we can recognise, to tell "damaged video" from "not a video".
+_CONTAINER_MAGIC = (b"\x1a\x45\xdf\xa3", b"RIFF", b"FLV", b"OggS", b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3")
+
+
+@dataclass
+class VideoClip:
+    """Sampled frames and what we know about their source.
+
+    ``frames`` is ``uint8 (T, H, W, 3)`` RGB, upright. ``timestamps`` are seconds from the
+    start of the video stream (``float64 (T,)``); ``indices`` the frame numbers in the
+    source, exact when decoded sequentially and derived from time after a seek or in
+    approximate mode. ``width``/``height`` are the source's display size (after rotation).
+    """
+
+    frames: np.ndarray
+    timestamps: np.ndarray
+    indices: np.ndarray
+    duration: float
+    native_fps: float
+    width: int
+    height: int
+    codec: str
+    num_source_frames: int | None = None
+    rotation: int = 0
+    source: str | None = None
+    approximate: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.frames.shape[0])
+
+
+def resized_shape(width: int, height: int, size: int | None) -> tuple[int, int]:
+    """``(width, height)`` with the shortest edge scaled to ``size``, aspect kept.
+
+    Same arithmetic as transformers' CLIP resize (``int(size * long / short)``), so the
+    processor's own resize afterwards is a no-op and only its centre crop remains.
+    """
+    if size is None:
+        return width, height
+    if size <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    if width <= height:
+        return size, max(1, int(size * height / width))
+    return max(1, int(size * width / height)), size
+
+
+def load_video(
+    path: str | os.PathLike,
+    fps: float | None = 1.0,
+    num_frames: int | None = None,
+    max_frames: int | None = None,
+    size: int | None = None,
+    approximate: bool = False,
+    progress: bool | None = None,
+    *,
+    folder_fps: float = 1.0,
+) -> VideoClip:
+    """Decode and sample a video file, a folder of frame images, or an animated GIF.
+
+    Args:
+        path: video file (anything FFmpeg reads), folder of images, or animated image.
+        fps: frames per second to keep (default 1, as the released video models were
+            trained); ignored when ``num_frames`` is given.
+        num_frames: keep this many frames spread uniformly instead of sampling at ``fps``.
+        max_frames: cap; when ``fps`` sampling would give more, switch to ``max_frames``
+            uniformly spread frames (the original has no cap).
+        size: resize so the shortest edge is ``size`` pixels, aspect kept (see
+            :func:`resized_shape`); ``None`` keeps the native size.
+        approximate: decode keyframes only (much faster, not the exact frames; see module doc).
+        progress: show a progress bar: ``None`` only on a terminal and past a second.
+        folder_fps: the frame rate a folder of images is taken to have.
+
+    Raises:
+        MediaError: a subclass naming the path and the reason.
+    """
+    _check_args(fps, num_frames, max_frames)
+    p = Path(os.fspath(path)).expanduser()
+    if not p.exists():
+        raise MediaNotFoundError(os.fspath(path), "no such file or folder")
+    from . import frames as frame_sources  # deferred: keeps the module import graph one-way
+
+    if p.is_dir():
+        return frame_sources.load_frame_folder(p, fps, num_frames, max_frames, size, frame_rate=folder_fps)
+    if not p.is_file():
+        raise UnsupportedMediaError(str(p), "not a regular file")
+    if p.stat().st_size == 0:
+        raise EmptyMediaError(str(p), "the file is empty (0 bytes)")
+    with open(p, "rb") as handle:
+        head = handle.read(16)
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return frame_sources.load_animated_image(p, fps, num_frames, max_frames, size)
+    return _load_with_pyav(p, head, fps, num_frames, max_frames, size, approximate, progress)
+
+
+def _check_args(fps: float | None, num_frames: int | None, max_frames: int | None) -> None:
+    if num_frames is None and fps is None:
+        raise ValueError("give fps or num_frames")
+    if num_frames is None and not (fps > 0 and math.isfinite(fps)):
+        raise ValueError(f"fps must be a positive number, got {fps!r}")
+    for name, value in (("num_frames", num_frames), ("max_frames", max_frames)):
+        if value is not None and (int(value) != value or value < 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+# --------------------------------------------------------------------------- PyAV path
+
+
+@dataclass
+class _StreamInfo:
+    """What the container says before decoding; rates and counts may be estimates."""
+
+    origin: float  # stream start time (s); timestamps are relative to it
+    duration: float  # nan when unknown
+    native_fps: float  # nan when unknown
+    num_frames: int | None
+    constant_rate: bool
+    codec: str
+    time_base: float
+
+
+def _open_container(path: Path, head: bytes) -> av.container.InputContainer:
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except av.error.FileNotFoundError:
+        raise MediaNotFoundError(str(path), "no such file") from None
+    except (av.error.FFmpegError, UnicodeDecodeError) as error:
+        if _looks_like_container(head):
+            raise CorruptMediaError(str(path), f"damaged or truncated video ({_ffmpeg_reason(error)})") from None
+        raise UnsupportedMediaError(str(path), "not a video or image format FFmpeg recognises") from None
+
+
+def _looks_like_container(head: bytes) -> bool:
+    return head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free") or head.startswith(_CONTAINER_MAGIC)
+
+
+def _ffmpeg_reason(error: Exception) -> str:
+    return getattr(error, "strerror", None) or str(error)
+
+
+def _pick_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
+    streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    if not streams:
+        kinds = sorted({s.type for s in container.streams}) or ["no"]
+        raise NoVideoStreamError(str(path), f"no video stream (the file has {', '.join(kinds)} streams)")
+    stream = streams[0]
+    ctx = stream.codec_context
+    if ctx is None or ctx.codec is None:
+        raise UnsupportedMediaError(str(path), "the video codec has no decoder in this FFmpeg build")
+    check_dimensions(path, ctx.width or 1, ctx.height or 1)
+    return stream
+
+
+def _stream_info(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> _StreamInfo:
+    tb = float(stream.time_base) if stream.time_base else 1e-6
+    if stream.start_time is not None:
+        origin = stream.start_time * tb
+    elif container.start_time is not None:
+        origin = container.start_time / av.time_base
+    else:
+        origin = 0.0
+    if stream.duration:
+        duration = stream.duration * tb
+    elif container.duration:
+        duration = container.duration / av.time_base - max(0.0, origin - (container.start_time or 0) / av.time_base)
+    else:
+        duration = math.nan
+    average = float(stream.average_rate) if stream.average_rate else math.nan
+    guessed = float(stream.guessed_rate) if stream.guessed_rate else math.nan
+    native = average if average > 0 else guessed
+    # Metadata can call a VFR stream constant (Matroska); decoding double-checks timestamps.
+    constant = native > 0 and not (guessed > 0 and abs(average - guessed) > 0.01 * guessed)
+    count = stream.frames or None
+    if count is None and duration > 0 and native > 0:
+        count = max(1, round(duration * native))
+    return _StreamInfo(origin, duration, native, count, bool(constant), stream.codec_context.name, tb)
+
+
+def _plan(info: _StreamInfo, fps: float | None, num_frames: int | None, max_frames: int | None) -> Selector:
+    """Turn the sampling request into a :class:`Selector` (see :mod:`.sampling`)."""
+    count = num_frames
+    if count is None and max_frames is not None:
+        if info.constant_rate and info.num_frames:
+            expected = len(original_indices(info.num_frames, info.native_fps, fps))
+        else:
+            expected = math.floor(info.duration * fps) + 1 if info.duration > 0 else math.inf
+        if expected > max_frames:
+            count = max_frames
+    if count is None:
+        if info.constant_rate:
+            return Selector(by_index=True, step=fps_step(info.native_fps, fps))
+        return Selector(by_index=False, step=1.0 / fps)
+    if info.constant_rate and info.num_frames:
+        return Selector(by_index=True, targets=uniform_indices(info.num_frames, count))
+    if not info.duration > 0:
+        raise _NeedDuration
+    return Selector(by_index=False, targets=uniform_times(info.duration, count))
+
+
+class _NeedDuration(Exception):
+    """Uniform sampling of a stream whose container states no duration."""
+
+
+def _load_with_pyav(path, head, fps, num_frames, max_frames, size, approximate, progress) -> VideoClip:
+    container = _open_container(path, head)
+    try:
+        stream = _pick_stream(container, path)
+        info = _stream_info(container, stream)
+        try:
+            selector = _plan(info, fps, num_frames, max_frames)
+        except _NeedDuration:
+            info.duration = _scan_duration(container, stream, info)
+            selector = _plan(info, fps, num_frames, max_frames)
+        stream.codec_context.thread_type = "AUTO"
+        decoder = _Decoder(container, stream, info, selector, size, path)
+        if approximate:
+            stream.codec_context.skip_frame = "NONKEY"
+            decoder.run_sequential(progress, approximate=True)
+        else:
+            keyframes = _keyframes_if_sparse(container, stream, info, selector)
+            if keyframes is not None:
+                decoder.run_seeking(keyframes, progress)
+            else:
+                decoder.run_sequential(progress)
+        return decoder.clip(approximate)
+    except MediaError:
+        raise
+    except av.error.FFmpegError as error:
+        raise CorruptMediaError(str(path), _ffmpeg_reason(error)) from None
+    finally:
+        container.close()
+
+
+def _sample_interval(info: _StreamInfo, selector: Selector) -> float:
+    if selector.targets is not None:
+        n = len(selector.targets)
+        span = info.num_frames / info.native_fps if selector.by_index else info.duration
+        return span / n if n else math.inf
+    return selector.step / info.native_fps if selector.by_index else selector.step
+
+
+def _keyframes_if_sparse(container, stream, info: _StreamInfo, selector: Selector) -> np.ndarray | None:
+    """Keyframe times (relative, s) when seeking could pay off, else ``None``."""
+    interval = _sample_interval(info, selector)
+    if not interval >= SEEK_MIN_INTERVAL_S or not info.native_fps > 0:
+        return None
+    entries = stream.index_entries
+    if len(entries) > 1:
+        raw = np.array([e.timestamp for e in entries if e.is_keyframe], dtype=np.float64)
+    else:  # no usable index: read packets (no decoding), then rewind
+        raw = np.array([p.dts for p in container.demux(stream) if p.is_keyframe and p.dts is not None], np.float64)
+        container.seek(0, stream=stream, backward=True)
+    if raw.size < 2:
+        return None
+    times = np.unique(raw * info.time_base - info.origin)
+    if np.median(np.diff(times)) >= interval:
+        return None
+    return times
+
+
+def _scan_duration(container, stream, info: _StreamInfo) -> float:
+    last = max((p.pts for p in container.demux(stream) if p.pts is not None), default=None)
+    container.seek(0, stream=stream, backward=True)
+    if last is None:
+        raise EmptyMediaError(container.name, "the video stream has no frames")
+    frame_time = 1.0 / info.native_fps if info.native_fps > 0 else 0.0
+    return last * info.time_base - info.origin + frame_time
+
+
+class _Decoder:
+    """Runs one decode pass, converting only kept frames; holds the results."""
+
+    def __init__(self, container, stream, info: _StreamInfo, selector: Selector, size: int | None, path: Path):
+        self.container, self.stream, self.info, self.selector = container, stream, info, selector
+        self.size, self.path = size, path
+        self.frames: list[np.ndarray] = []
+        self.times: list[float] = []
+        self.indices: list[int] = []
+        self.rotation = 0
+        self._shape: tuple[int, int] | None = None  # decode-side (width, height) of the output
+        self._display: tuple[int, int] = (stream.codec_context.width, stream.codec_context.height)
+        self.decoded = 0
+        self.error: Exception | None = None
+
+    # -- conversion
+
+    def _keep(self, frame: av.VideoFrame, time: float, index: int) -> None:
+        if self._shape is None:
+            check_dimensions(self.path, frame.width, frame.height)
+            self.rotation = int(round((frame.rotation or 0) / 90.0)) * 90 % 360
+            swap = self.rotation in (90, 270)
+            display = (frame.height, frame.width) if swap else (frame.width, frame.height)
+            out_w, out_h = resized_shape(*display, self.size)
+            self._display = display
+            self._shape = (out_h, out_w) if swap else (out_w, out_h)
+        width, height = self._shape
+        self.frames.append(
+            frame.to_ndarray(width=width, height=height, format="rgb24", interpolation=INTERPOLATION)
+        )
+        self.times.append(time)
+        self.indices.append(index)
+
+    def _time(self, frame: av.VideoFrame, index: int) -> float:
+        if frame.pts is None:
+            previous = self.times[-1] if self.times else 0.0
+            return previous + 1.0 / self.info.native_fps if self.info.native_fps > 0 else float(index)
+        return float(frame.pts * self.info.time_base - self.info.origin)
+
+    # -- strategies
+
+    def run_sequential(self, progress: bool | None, approximate: bool = False) -> None:
+        info, selector = self.info, self.selector
+        total = info.num_frames
+        bar = make_progress(progress, total, desc=f"decoding {self.path.name}")
+        frame_interval = 1.0 / info.native_fps if info.native_fps > 0 else math.nan
+        count = 0
+        first_time = None
+        try:
+            for frame in self.container.decode(self.stream):
+                index = count
+                count += 1
+                time = self._time(frame, index)
+                if first_time is None:
+                    first_time = time
+                if approximate:
+                    index = round(time * info.native_fps) if info.native_fps > 0 else index
+                elif selector.by_index and selector.targets is None and self._drifted(time - first_time, index, frame_interval):
+                    logger.info("%s: timestamps do not follow a constant rate; sampling by time", self.path)
+                    selector.switch_to_time(self.times[-1] if self.times else -math.inf, selector.step * frame_interval)
+                if selector.keep(index, time):
+                    self._keep(frame, time, index)
+                if count % _PROGRESS_EVERY == 0:
+                    bar.update(_PROGRESS_EVERY)
+                if selector.done:
+                    break
+        except (av.error.FFmpegError, EOFError) as error:
+            self.error = error
+        finally:
+            bar.close()
+            self.decoded = count
+        if not selector.done and not approximate:
+            self._check_complete(count)
+
+    def _drifted(self, time: float, index: int, frame_interval: float) -> bool:
+        return abs(time - index * frame_interval) > 1.5 * frame_interval + 1e-3
+
+    def run_seeking(self, keyframes: np.ndarray, progress: bool | None) -> None:
+        """Seek to the last keyframe before a target whenever it lies past the decoded position."""
+        info, selector, stream = self.info, self.selector, self.stream
+        fps = info.native_fps
+        bar = make_progress(progress, len(selector.targets) if selector.targets is not None else None,
+                            desc=f"seeking {self.path.name}")
+        position = 0.0  # time of the last decoded frame
+        frames = self.container.decode(stream)
+        try:
+            while not selector.done:
+                target = selector.next_target()
+                target_time = target / fps if selector.by_index else target
+                if info.duration > 0 and target_time > info.duration:
+                    break
+                k = int(np.searchsorted(keyframes, target_time + 1e-3, side="right")) - 1
+                if k >= 0 and keyframes[k] > position + SEEK_MIN_GAIN_S:
+                    offset = round((keyframes[k] + info.origin) / info.time_base)
+                    self.container.seek(offset, stream=stream, backward=True, any_frame=False)
+                    frames = self.container.decode(stream)
+                kept = False
+                for frame in frames:
+                    self.decoded += 1
+                    time = self._time(frame, self.decoded)
+                    position = time
+                    index = round(time * fps)
+                    if selector.keep(index, time):
+                        self._keep(frame, time, index)
+                        kept = True
+                        break
+                bar.update(1)
+                if not kept:
+                    break  # end of stream
+        except (av.error.FFmpegError, EOFError) as error:
+            self.error = error
+        finally:
+            bar.close()
+
+    def _check_complete(self, decoded: int) -> None:
+        """Warn when a full pass ended well before the stated end of the stream."""
+        info = self.info
+        if self.error is not None or not self.times:
+            return
+        expected = info.num_frames if self.stream.frames else None
+        if expected and decoded < expected - max(2, 0.02 * expected):
+            self.error = EOFError(f"stream ended after {decoded} of {expected} frames")
+
+    # -- result
+
+    def clip(self, approximate: bool) -> VideoClip:
+        path = str(self.path)
+        if not self.frames:
+            if self.error is not None:
+                raise CorruptMediaError(path, f"no frame could be decoded ({_ffmpeg_reason(self.error)})")
+            raise EmptyMediaError(path, "the video stream has no frames")
+        if self.error is not None:
+            message = (
+                f"{path}: video damaged or truncated ({_ffmpeg_reason(self.error)}); "
+                f"returning the {len(self.frames)} frames decoded before the problem"
+            )
+            warnings.warn(message, MediaWarning, stacklevel=4)
+            logger.warning(message)
+        frames = np.stack(self.frames)  # (T, h, w, 3)
+        if self.rotation:
+            # ffmpeg's display matrix angle is counter-clockwise, as is np.rot90.
+            frames = np.ascontiguousarray(np.rot90(frames, k=self.rotation // 90, axes=(1, 2)))
+        info = self.info
+        duration = info.duration if info.duration > 0 else self.times[-1] + (1.0 / info.native_fps if info.native_fps > 0 else 0.0)
+        return VideoClip(
+            frames=frames,
+            timestamps=np.asarray(self.times, dtype=np.float64),
+            indices=np.asarray(self.indices, dtype=np.int64),
+            duration=float(duration),
+            native_fps=float(info.native_fps),
+            width=int(self._display[0]),
+            height=int(self._display[1]),
+            codec=info.codec,
+            num_source_frames=info.num_frames,
+            rotation=self.rotation,
+            source=path,
+            approximate=approximate,
+        )
+
