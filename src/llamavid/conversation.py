@@ -1,0 +1,130 @@
+"""Chat templates of the released LLaMA-VID models (spec section 4.4), as data.
+
+The released video and image models were trained with `imgsp_v1` (same text as `vicuna_v1`); the original CLI
+used `llava_v1` ("curious human") at inference, a mismatch we do not copy: a converted model's config names the
+template it was trained with. Rendering is byte-exact with the original's `Conversation.get_prompt`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+IMAGE_PLACEHOLDER = "<image>"
+VIDEO_PLACEHOLDER = "<video>"
+
+VICUNA_SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+)
+LLAVA_SYSTEM = (
+    "A chat between a curious human and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the human's questions."
+)
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    """A conversation format: `two` = "ROLE: text" turns with alternating separators, `single` = one separator
+    after every turn, `plain` = bare messages, `llama_2` = `[INST]` blocks."""
+
+    name: str
+    system: str
+    roles: tuple[str, str]
+    style: Literal["two", "single", "plain", "llama_2"]
+    sep: str
+    sep2: str | None = None
+
+    @property
+    def stop_string(self) -> str:
+        """What ends an assistant turn; generation stops on it."""
+        return self.sep2 if self.style in ("two", "llama_2") else self.sep
+
+    def render(self, messages: list[tuple[str, str]], add_generation_prompt: bool = True) -> str:
+        """Render (role, text) pairs, role in {"user", "assistant"}; an open assistant turn is added when asked."""
+        turns = [(self._role(role), text) for role, text in messages]
+        if add_generation_prompt and (not turns or turns[-1][0] != self.roles[1]):
+            turns.append((self.roles[1], None))
+        return getattr(self, f"_render_{self.style}")(turns)
+
+    def _role(self, role: str) -> str:
+        if role in ("user", "human"):
+            return self.roles[0]
+        if role in ("assistant", "gpt"):
+            return self.roles[1]
+        raise ValueError(f"Unknown chat role {role!r}: use 'user' or 'assistant'")
+
+    def _render_two(self, turns) -> str:
+        seps = (self.sep, self.sep2)
+        out = self.system + seps[0]
+        for i, (role, text) in enumerate(turns):
+            out += f"{role}: {text}{seps[i % 2]}" if text else f"{role}:"
+        return out
+
+    def _render_single(self, turns) -> str:
+        out = self.system + self.sep
+        for role, text in turns:
+            out += f"{role}: {text}{self.sep}" if text else f"{role}:"
+        return out
+
+    def _render_plain(self, turns) -> str:
+        seps = (self.sep, self.sep2 or self.sep)
+        return self.system + "".join(text + seps[i % 2] for i, (_, text) in enumerate(turns) if text)
+
+    def _render_llama_2(self, turns) -> str:
+        out = ""
+        for i, (role, text) in enumerate(turns):
+            if not text:
+                continue
+            if i == 0 and self.system:
+                text = f"<<SYS>>\n{self.system}\n<</SYS>>\n\n{text}"
+            out += f"[INST] {text.strip()} [/INST]" if role == self.roles[0] else f" {text.strip()} {self.sep2}"
+        return out
+
+
+TEMPLATES: dict[str, ChatTemplate] = {
+    t.name: t
+    for t in (
+        ChatTemplate("vicuna_v1", VICUNA_SYSTEM, ("USER", "ASSISTANT"), "two", " ", "</s>"),
+        ChatTemplate("imgsp_v1", VICUNA_SYSTEM, ("USER", "ASSISTANT"), "two", " ", "</s>"),
+        ChatTemplate("llava_v1", LLAVA_SYSTEM, ("USER", "ASSISTANT"), "two", " ", "</s>"),
+        ChatTemplate("llava_v0", LLAVA_SYSTEM, ("Human", "Assistant"), "single", "###"),
+        ChatTemplate("plain_guided", "", ("", ""), "plain", "\n"),
+        ChatTemplate("plain", "", ("", ""), "plain", "\n"),
+        ChatTemplate(
+            "llama_2",
+            "You are a helpful language and vision assistant. You are able to understand the visual content that "
+            "the user provides, and assist the user with a variety of tasks using natural language.",
+            ("USER", "ASSISTANT"),
+            "llama_2",
+            "<s>",
+            "</s>",
+        ),
+    )
+}
+
+
+def get_template(name: str) -> ChatTemplate:
+    """The template called `name`; the error lists the valid names."""
+    try:
+        return TEMPLATES[name]
+    except KeyError:
+        raise ValueError(f"Unknown chat template {name!r}; valid names: {', '.join(sorted(TEMPLATES))}") from None
+
+
+def move_placeholder_to_front(text: str) -> str:
+    """The original moves a visual placeholder found anywhere in a message to its front, as `<image>\\n` + rest."""
+    if IMAGE_PLACEHOLDER not in text:
+        return text
+    rest = text.replace(IMAGE_PLACEHOLDER, "").strip()
+    return f"{IMAGE_PLACEHOLDER}\n{rest}"
+
+
+__all__ = [
+    "ChatTemplate",
+    "IMAGE_PLACEHOLDER",
+    "TEMPLATES",
+    "VIDEO_PLACEHOLDER",
+    "get_template",
+    "move_placeholder_to_front",
+]
