@@ -27,6 +27,7 @@ delegated to :mod:`.frames`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -182,6 +183,7 @@ class _StreamInfo:
     constant_rate: bool
     codec: str
     time_base: float
+    duration_is_stream: bool = False  # the duration is this stream's own, not the container's
 
 
 def _open_container(path: Path, head: bytes) -> av.container.InputContainer:
@@ -224,10 +226,14 @@ def _stream_info(container: av.container.InputContainer, stream: av.video.stream
         origin = container.start_time / av.time_base
     else:
         origin = 0.0
+    tagged = _parse_clock(stream.metadata.get("DURATION") or stream.metadata.get("duration"))
     if stream.duration:
         duration = stream.duration * tb
-    elif container.duration:
-        duration = container.duration / av.time_base - max(0.0, origin - (container.start_time or 0) / av.time_base)
+    elif tagged is not None or container.duration:
+        # Matroska states the end time of the stream (its own tag, or the segment for all
+        # streams), not its length: subtract the start.
+        end = tagged if tagged is not None else container.duration / av.time_base
+        duration = end - origin if "matroska" in container.format.name else end
     else:
         duration = math.nan
     average = float(stream.average_rate) if stream.average_rate else math.nan
@@ -238,7 +244,19 @@ def _stream_info(container: av.container.InputContainer, stream: av.video.stream
     count = stream.frames or None
     if count is None and duration > 0 and native > 0:
         count = max(1, round(duration * native))
-    return _StreamInfo(origin, duration, native, count, bool(constant), stream.codec_context.name, tb)
+    own = bool(stream.duration) or tagged is not None or len(container.streams) == 1
+    return _StreamInfo(origin, duration, native, count, bool(constant), stream.codec_context.name, tb, own)
+
+
+def _parse_clock(text: str | None) -> float | None:
+    """``"HH:MM:SS.fraction"`` (Matroska DURATION tags) to seconds."""
+    if not text:
+        return None
+    try:
+        hours, minutes, seconds = text.strip().split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
 
 
 def _plan(info: _StreamInfo, fps: float | None, num_frames: int | None, max_frames: int | None) -> Selector:
@@ -332,6 +350,41 @@ def _scan_duration(container, stream, info: _StreamInfo) -> float:
     return last * info.time_base - info.origin + frame_time
 
 
+#: Give up on a stream after this many undecodable packets (it is garbage, not a glitch).
+MAX_PACKET_ERRORS = 32
+
+
+def _decoded_frames(container, stream, errors: list[Exception], keyframes_only: bool = False):
+    """Frames of ``stream`` in presentation order, skipping packets the decoder rejects.
+
+    Decoding packet by packet (rather than ``container.decode``) lets one damaged packet
+    cost one frame instead of the rest of the video, and drains the frames still buffered
+    in the threaded decoder when the file ends early. Errors are appended to ``errors``.
+    """
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            break
+        except (av.error.FFmpegError, EOFError) as error:  # the demuxer cannot go on
+            errors.append(error)
+            break
+        if keyframes_only and packet.size and not packet.is_keyframe:
+            continue
+        try:
+            frames = packet.decode()  # the final empty packet flushes the decoder
+        except (av.error.FFmpegError, EOFError) as error:
+            errors.append(error)
+            if len(errors) >= MAX_PACKET_ERRORS:
+                break
+            continue
+        yield from frames
+    if errors:  # the demuxer stopped before its flush packet: drain what the threads hold
+        with contextlib.suppress(av.error.FFmpegError, EOFError):
+            yield from stream.codec_context.decode(None)
+
+
 class _Decoder:
     """Runs one decode pass, converting only kept frames; holds the results."""
 
@@ -345,7 +398,8 @@ class _Decoder:
         self._shape: tuple[int, int] | None = None  # decode-side (width, height) of the output
         self._display: tuple[int, int] = (stream.codec_context.width, stream.codec_context.height)
         self.decoded = 0
-        self.error: Exception | None = None
+        self._last_time = -math.inf
+        self.errors: list[Exception] = []
 
     # -- conversion
 
@@ -366,6 +420,10 @@ class _Decoder:
         self.indices.append(index)
 
     def _time(self, frame: av.VideoFrame, index: int) -> float:
+        self._last_time = time = self._frame_time(frame, index)
+        return time
+
+    def _frame_time(self, frame: av.VideoFrame, index: int) -> float:
         if frame.pts is None:
             previous = self.times[-1] if self.times else 0.0
             return previous + 1.0 / self.info.native_fps if self.info.native_fps > 0 else float(index)
@@ -381,7 +439,7 @@ class _Decoder:
         count = 0
         first_time = None
         try:
-            for frame in self.container.decode(self.stream):
+            for frame in _decoded_frames(self.container, self.stream, self.errors, keyframes_only=approximate):
                 index = count
                 count += 1
                 time = self._time(frame, index)
@@ -398,8 +456,6 @@ class _Decoder:
                     bar.update(_PROGRESS_EVERY)
                 if selector.done:
                     break
-        except (av.error.FFmpegError, EOFError) as error:
-            self.error = error
         finally:
             bar.close()
             self.decoded = count
@@ -416,7 +472,7 @@ class _Decoder:
         bar = make_progress(progress, len(selector.targets) if selector.targets is not None else None,
                             desc=f"seeking {self.path.name}")
         position = 0.0  # time of the last decoded frame
-        frames = self.container.decode(stream)
+        frames = _decoded_frames(self.container, stream, self.errors)
         try:
             while not selector.done:
                 target = selector.next_target()
@@ -427,7 +483,7 @@ class _Decoder:
                 if k >= 0 and keyframes[k] > position + SEEK_MIN_GAIN_S:
                     offset = round((keyframes[k] + info.origin) / info.time_base)
                     self.container.seek(offset, stream=stream, backward=True, any_frame=False)
-                    frames = self.container.decode(stream)
+                    frames = _decoded_frames(self.container, stream, self.errors)
                 kept = False
                 for frame in frames:
                     self.decoded += 1
@@ -441,32 +497,39 @@ class _Decoder:
                 bar.update(1)
                 if not kept:
                     break  # end of stream
-        except (av.error.FFmpegError, EOFError) as error:
-            self.error = error
+        except (av.error.FFmpegError, EOFError) as error:  # a failed seek
+            self.errors.append(error)
         finally:
             bar.close()
 
     def _check_complete(self, decoded: int) -> None:
-        """Warn when a full pass ended well before the stated end of the stream."""
+        """Record a problem when a full pass ended well before the stated end of the stream."""
         info = self.info
-        if self.error is not None or not self.times:
+        if self.errors or not self.times:
             return
-        expected = info.num_frames if self.stream.frames else None
-        if expected and decoded < expected - max(2, 0.02 * expected):
-            self.error = EOFError(f"stream ended after {decoded} of {expected} frames")
+        if self.stream.frames and decoded < self.stream.frames - max(2, 0.02 * self.stream.frames):
+            self.errors.append(EOFError(f"stream ended after {decoded} of {self.stream.frames} frames"))
+            return
+        # Matroska states no frame count but a duration; trust the container duration only
+        # when no other stream (a longer audio track) could explain it.
+        frame = 1.0 / info.native_fps if info.native_fps > 0 else 0.0
+        if self.info.duration_is_stream:
+            end = self._last_time + frame
+            if info.duration > 0 and end < info.duration - max(3 * frame, 0.5):
+                self.errors.append(EOFError(f"stream ended at {end:.2f} s of {info.duration:.2f} s"))
 
     # -- result
 
     def clip(self, approximate: bool) -> VideoClip:
         path = str(self.path)
         if not self.frames:
-            if self.error is not None:
-                raise CorruptMediaError(path, f"no frame could be decoded ({_ffmpeg_reason(self.error)})")
+            if self.errors:
+                raise CorruptMediaError(path, f"no frame could be decoded ({_ffmpeg_reason(self.errors[0])})")
             raise EmptyMediaError(path, "the video stream has no frames")
-        if self.error is not None:
+        if self.errors:
             message = (
-                f"{path}: video damaged or truncated ({_ffmpeg_reason(self.error)}); "
-                f"returning the {len(self.frames)} frames decoded before the problem"
+                f"{path}: video damaged or truncated ({_ffmpeg_reason(self.errors[0])}); "
+                f"returning the {len(self.frames)} frames that could be decoded"
             )
             warnings.warn(message, MediaWarning, stacklevel=4)
             logger.warning(message)
