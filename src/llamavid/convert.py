@@ -442,6 +442,8 @@ def convert_checkpoint(
     from .processing import LlamaVidProcessor, build_qformer_tokenizer, image_processor_from_clip_config
 
     model_dir, output_dir = Path(model_dir), Path(output_dir)
+    if not (model_dir / "config.json").is_file():
+        raise ConversionError(f"{model_dir} has no config.json: is it a LLaMA-VID model folder?")
     qformer_vocab = Path(qformer_vocab) if qformer_vocab else model_dir / "vocab.txt"
     if not qformer_vocab.is_file():
         raise ConversionError(

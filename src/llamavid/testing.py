@@ -111,8 +111,12 @@ def tiny_model_and_processor(seed: int = 0, **overrides):
     model = LlamaVidForConditionalGeneration(config).eval()
     with torch.no_grad():
         for name, parameter in model.named_parameters():
-            if parameter.dim() > 1 and "embedding" not in name:
-                parameter.normal_(0.0, parameter.shape[-1] ** -0.5)
+            # transformers' InstructBLIP init (std 1e-10 for the vision tower) would make every patch identical
+            if parameter.dim() < 2:
+                continue
+            is_table = name.endswith(("embed_tokens.weight", "embeddings.weight", "embedding", "query_tokens"))
+            fan_in = parameter[0].numel()
+            parameter.normal_(0.0, 1.0 if is_table else fan_in**-0.5)
     processor = LlamaVidProcessor(tiny_image_processor(config.image_size), tokenizer, qformer_tokenizer, config)
     return model, processor
 

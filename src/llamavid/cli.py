@@ -1,0 +1,93 @@
+"""The `llamavid` console script: one entry point, one sub-command per job.
+
+User mistakes (a missing file, an unknown option value, an unconvertible checkpoint) end with one line on
+stderr and exit status 2; nothing prints a traceback unless `LLAMAVID_DEBUG=1`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError, RuntimeError)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    """Convert a released LLaMA-VID model folder (+ EVA-ViT-G and BERT vocab) into a llamavid folder."""
+    from .convert import ArchitectureHints, convert_checkpoint
+    from .loading import resolve_dtype
+
+    dtype = None if args.dtype == "keep" else resolve_dtype(args.dtype, device=__import__("torch").device("cpu"))
+    out = convert_checkpoint(
+        model_dir=args.model,
+        output_dir=args.out,
+        processor_dir=args.processor,
+        qformer_vocab=args.qformer_vocab,
+        eva_path=args.eva,
+        instructblip_path=args.instructblip,
+        hints=ArchitectureHints(args.vision_heads, args.vision_blocks, args.qformer_heads),
+        chat_template=args.chat_template,
+        dtype=dtype,
+    )
+    print(f"Converted model written to {out}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Ask a question about a bundled synthetic video, end to end through the whole model."""
+    from .demo import run_demo
+
+    for line in run_demo(question=args.question, frames=args.frames, seed=args.seed):
+        print(line, flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llamavid",
+        description="LLaMA-VID: chat with an LLM about images, videos and movies at two tokens a frame.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    convert = commands.add_parser("convert", help=_convert.__doc__, description=_convert.__doc__)
+    convert.add_argument("--model", required=True, help="released model folder (config.json, pytorch_model-*.bin)")
+    convert.add_argument("--processor", required=True, help="the original's processor/clip-patch14-224 (or -336) folder")
+    convert.add_argument("--qformer-vocab", help="bert-base-uncased vocab.txt (default: MODEL/vocab.txt)")
+    convert.add_argument("--eva", help="LAVIS eva_vit_g.pth (default: the EVA copy inside the checkpoint, if any)")
+    convert.add_argument("--instructblip", help="InstructBLIP Q-Former .pth, for Q-Former weights the folder lacks")
+    convert.add_argument("--out", required=True, help="output folder")
+    convert.add_argument("--chat-template", default="vicuna_v1", help="template the model was trained with")
+    convert.add_argument("--dtype", default="keep", help="keep (as stored), float32, float16 or bfloat16")
+    convert.add_argument("--vision-heads", type=int, help="attention heads of a non-standard vision tower")
+    convert.add_argument("--vision-blocks", type=int, help="EVA blocks to use (default 39 of EVA-CLIP-g's 40)")
+    convert.add_argument("--qformer-heads", type=int, help="attention heads of a non-BERT-base Q-Former")
+    convert.set_defaults(run=_convert)
+
+    demo = commands.add_parser("demo", help=_demo.__doc__, description=_demo.__doc__)
+    demo.add_argument("--question", default="What happens in this video?")
+    demo.add_argument("--frames", type=int, default=8, help="seconds of synthetic video (1 frame a second)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as error:
+        if os.environ.get("LLAMAVID_DEBUG") == "1":
+            raise
+        print(f"llamavid {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Loading a converted model for inference: device, precision and 4/8-bit quantization chosen by argument.
+
+Quantization goes through transformers' `BitsAndBytesConfig` and, as in the original, covers the LLM only:
+the vision tower and the visual token generator stay in the compute dtype (they are small and precision-
+sensitive). Devices are picked by name (cuda, mps, cpu), never through `torch.cuda` calls.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from .configuration import LlamaVidConfig
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+UNQUANTIZED_MODULES = ["vision_tower", "token_generator", "lm_head"]
+
+
+class ModelLoadError(RuntimeError):
+    """The model folder or the loading options are unusable; the message says what to fix."""
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """`auto` picks cuda, then mps, then cpu."""
+    if device != "auto":
+        return torch.device(device)
+    if torch.accelerator.is_available():
+        return torch.accelerator.current_accelerator()
+    return torch.device("cpu")
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """Default: bfloat16 on accelerators, float32 on CPU (half precision is slow and lossy there)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.float32 if device.type == "cpu" else torch.bfloat16
+    try:
+        return DTYPES[dtype]
+    except KeyError:
+        raise ModelLoadError(f"Unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}") from None
+
+
+def quantization_config(bits: int | None, compute_dtype: torch.dtype, device: torch.device):
+    """A `BitsAndBytesConfig` for 4 or 8 bits, or a clear error naming what is missing."""
+    if bits is None:
+        return None
+    if bits not in (4, 8):
+        raise ModelLoadError(f"Quantization to {bits} bits is not supported: use 4 or 8")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelLoadError(
+            f"{bits}-bit loading needs the bitsandbytes package: pip install 'llamavid[quant]' (bitsandbytes)"
+        )
+    if device.type not in ("cuda", "xpu"):
+        raise ModelLoadError(f"{bits}-bit loading needs a CUDA (or XPU) device; bitsandbytes does not run on {device}")
+    from transformers import BitsAndBytesConfig
+
+    if bits == 4:
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_quant_type="nf4",
+            llm_int8_skip_modules=UNQUANTIZED_MODULES,
+        )
+    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=UNQUANTIZED_MODULES)
+
+
+def load_model(
+    path: str | Path,
+    device: str = "auto",
+    dtype: str | torch.dtype | None = None,
+    bits: int | None = None,
+    device_map: str | dict | None = None,
+):
+    """(model, processor) from a converted folder, ready for inference."""
+    from .modeling import LlamaVidForConditionalGeneration
+    from .processing import LlamaVidProcessor
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{path} is not a llamavid model folder (no config.json); convert a release first")
+    config = LlamaVidConfig.from_pretrained(path)
+    target = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, target)
+    quantization = quantization_config(bits, torch_dtype, target)
+    kwargs = {"dtype": torch_dtype, "config": config}
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+        kwargs["device_map"] = device_map or {"": str(target)}
+    elif device_map is not None:
+        kwargs["device_map"] = device_map
+    model = LlamaVidForConditionalGeneration.from_pretrained(path, **kwargs)
+    if quantization is None and device_map is None:
+        model.to(target)
+    model.eval()
+    return model, LlamaVidProcessor.from_pretrained(path, config=config)
+
+
+__all__ = ["ModelLoadError", "load_model", "quantization_config", "resolve_device", "resolve_dtype"]
