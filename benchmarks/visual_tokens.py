@@ -57,19 +57,21 @@ def main() -> None:
         ids, mask = processor.tokenize_qformer(QUESTIONS[:PROMPTS])
         counts = torch.tensor([FRAMES])
         segments = torch.zeros(PROMPTS, dtype=torch.long)
-        batched_s, batched = best_time(
-            lambda: model.get_visual_tokens(features, ids, mask, counts, segments)
-        )
+        batched_s, batched = best_time(lambda: model.get_visual_tokens(features, ids, mask, counts, segments))
         loop_s, looped = best_time(lambda: per_frame_loop(model, features, ids, mask))
     torch.testing.assert_close(batched, looped, atol=1e-5, rtol=1e-4)
-    print(json.dumps({
-        "frames": FRAMES,
-        "prompts": PROMPTS,
-        "batched_s": round(batched_s, 4),
-        "loop_s": round(loop_s, 4),
-        "ratio": round(loop_s / batched_s, 2),
-        "threads": torch.get_num_threads(),
-    }))
+    print(
+        json.dumps(
+            {
+                "frames": FRAMES,
+                "prompts": PROMPTS,
+                "batched_s": round(batched_s, 4),
+                "loop_s": round(loop_s, 4),
+                "ratio": round(loop_s / batched_s, 2),
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ def _chat(processor, question, placeholder="<image>"):
 
 def test_visual_token_shapes_and_no_nans(tiny, image, video):
     model, processor = tiny
-    inputs = processor(_chat(processor, "Describe.", "<video>"), media=[Video(video)], qformer_text="Describe.")
+    inputs = processor(
+        _chat(processor, "Describe.", "<video>"), media=[Video(video)], qformer_text="Describe."
+    )
     with torch.no_grad():
         out = model(**inputs)
     frames, per_frame = video.shape[0], model.config.tokens_per_frame
@@ -27,7 +29,11 @@ def test_each_compression_produces_its_token_count(compress, grid, image):
     inputs = processor(_chat(processor, "What colour?"), media=[image], qformer_text="What colour?")
     with torch.no_grad():
         out = model(**inputs)
-    assert out.visual_tokens.shape[0] == model.config.tokens_per_frame == {"none": 17, "mean": 2, "grid": 5}[compress]
+    assert (
+        out.visual_tokens.shape[0]
+        == model.config.tokens_per_frame
+        == {"none": 17, "mean": 2, "grid": 5}[compress]
+    )
 
 
 def test_determinism_under_seed(image):
@@ -80,15 +86,25 @@ def test_mixed_batch_matches_one_by_one(tiny, image, video):
     model, processor = tiny
     samples = [
         (_chat(processor, "What colour is it?"), [image], "What colour is it?"),
-        (_chat(processor, "Describe the video in detail.", "<video>"), [Video(video)], "Describe the video in detail."),
+        (
+            _chat(processor, "Describe the video in detail.", "<video>"),
+            [Video(video)],
+            "Describe the video in detail.",
+        ),
         (_chat(processor, "Is there a cat?", placeholder=None), [], None),
     ]
-    batch = processor([s[0] for s in samples], media=[s[1] for s in samples], qformer_text=[s[2] for s in samples])
+    batch = processor(
+        [s[0] for s in samples], media=[s[1] for s in samples], qformer_text=[s[2] for s in samples]
+    )
     with torch.no_grad():
-        together = model.generate(**batch, max_new_tokens=6, do_sample=False)[:, batch["input_ids"].shape[1] :]
+        together = model.generate(**batch, max_new_tokens=6, do_sample=False)[
+            :, batch["input_ids"].shape[1] :
+        ]
         for row, (text, media, prompt) in enumerate(samples):
             single = processor(text, media=media, qformer_text=prompt)
-            alone = model.generate(**single, max_new_tokens=6, do_sample=False)[:, single["input_ids"].shape[1] :]
+            alone = model.generate(**single, max_new_tokens=6, do_sample=False)[
+                :, single["input_ids"].shape[1] :
+            ]
             assert together[row].tolist() == alone[0].tolist()
 
 
@@ -103,8 +119,12 @@ def test_several_placeholders_each_with_its_prompt(tiny, image):
     with torch.no_grad():
         tokens = model(**inputs).visual_tokens
         per_frame = model.config.tokens_per_frame
-        first = model(**processor(_chat(processor, "x"), media=[image], qformer_text="What colour?")).visual_tokens
-        second = model(**processor(_chat(processor, "x"), media=[image], qformer_text="What shape?")).visual_tokens
+        first = model(
+            **processor(_chat(processor, "x"), media=[image], qformer_text="What colour?")
+        ).visual_tokens
+        second = model(
+            **processor(_chat(processor, "x"), media=[image], qformer_text="What shape?")
+        ).visual_tokens
     torch.testing.assert_close(tokens[:per_frame], first)
     torch.testing.assert_close(tokens[per_frame:], second)
     # the content token depends on the image only, the context token on the question too

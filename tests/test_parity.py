@@ -69,7 +69,9 @@ def _prompt(case: dict, index: int | None = None) -> str:
     return case["prompts"][index] if index is not None else case["prompt"]
 
 
-def _visual_tokens(model, processor, pixels, prompts: list[str], frames_per_media: list[int], segment_media=None):
+def _visual_tokens(
+    model, processor, pixels, prompts: list[str], frames_per_media: list[int], segment_media=None
+):
     ids, mask = processor.tokenize_qformer(prompts)
     with torch.no_grad():
         features = model.get_vision_features(pixels)
@@ -122,7 +124,9 @@ def test_image_visual_tokens_per_compression(converted, cases, tensors, toleranc
     compress, grid = {"mean": ("mean", None), "none": ("none", None), "grid2": ("grid", 2)}[name]
     if (compress, grid) != (model.config.compress, model.config.grid_size):
         model = _with_compress(model, compress, grid)
-    tokens = _visual_tokens(model, processor, tensors["image/pixel_values"], [_prompt(cases["cases"]["image"])], [1])
+    tokens = _visual_tokens(
+        model, processor, tensors["image/pixel_values"], [_prompt(cases["cases"]["image"])], [1]
+    )
     torch.testing.assert_close(tokens, tensors[key].flatten(0, 1), **tolerance)
 
 
@@ -152,16 +156,18 @@ def test_one_image_several_prompts(converted, cases, tensors, tolerance):
     torch.testing.assert_close(tokens, tensors["multiprompt/visual_tokens"].flatten(0, 1), **tolerance)
 
 
-def _expand_original_ids(model, ids: torch.Tensor, frames: int, values: torch.Tensor | None = None) -> torch.Tensor:
+def _expand_original_ids(
+    model, ids: torch.Tensor, frames: int, values: torch.Tensor | None = None
+) -> torch.Tensor:
     """The original's single -200 per visual input -> our run of image-token ids (or, for `values` aligned with
     `ids` such as labels, a run of the ignore index)."""
     count = frames * model.config.tokens_per_frame
     values = ids if values is None else values
     fill = model.config.image_token_id if values is ids else -100
     rows = []
-    for id_row, value_row in zip(ids.tolist(), values.tolist()):
+    for id_row, value_row in zip(ids.tolist(), values.tolist(), strict=True):
         expanded = []
-        for token, value in zip(id_row, value_row):
+        for token, value in zip(id_row, value_row, strict=True):
             expanded += [fill] * count if token == -200 else [value]
         rows.append(expanded)
     return torch.tensor(rows)

@@ -10,7 +10,6 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
 USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError, RuntimeError)
 
@@ -20,7 +19,9 @@ def _convert(args: argparse.Namespace) -> int:
     from .convert import ArchitectureHints, convert_checkpoint
     from .loading import resolve_dtype
 
-    dtype = None if args.dtype == "keep" else resolve_dtype(args.dtype, device=__import__("torch").device("cpu"))
+    dtype = (
+        None if args.dtype == "keep" else resolve_dtype(args.dtype, device=__import__("torch").device("cpu"))
+    )
     out = convert_checkpoint(
         model_dir=args.model,
         output_dir=args.out,
@@ -53,16 +54,26 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     convert = commands.add_parser("convert", help=_convert.__doc__, description=_convert.__doc__)
-    convert.add_argument("--model", required=True, help="released model folder (config.json, pytorch_model-*.bin)")
-    convert.add_argument("--processor", required=True, help="the original's processor/clip-patch14-224 (or -336) folder")
+    convert.add_argument(
+        "--model", required=True, help="released model folder (config.json, pytorch_model-*.bin)"
+    )
+    convert.add_argument(
+        "--processor", required=True, help="the original's processor/clip-patch14-224 (or -336) folder"
+    )
     convert.add_argument("--qformer-vocab", help="bert-base-uncased vocab.txt (default: MODEL/vocab.txt)")
-    convert.add_argument("--eva", help="LAVIS eva_vit_g.pth (default: the EVA copy inside the checkpoint, if any)")
-    convert.add_argument("--instructblip", help="InstructBLIP Q-Former .pth, for Q-Former weights the folder lacks")
+    convert.add_argument(
+        "--eva", help="LAVIS eva_vit_g.pth (default: the EVA copy inside the checkpoint, if any)"
+    )
+    convert.add_argument(
+        "--instructblip", help="InstructBLIP Q-Former .pth, for Q-Former weights the folder lacks"
+    )
     convert.add_argument("--out", required=True, help="output folder")
     convert.add_argument("--chat-template", default="vicuna_v1", help="template the model was trained with")
     convert.add_argument("--dtype", default="keep", help="keep (as stored), float32, float16 or bfloat16")
     convert.add_argument("--vision-heads", type=int, help="attention heads of a non-standard vision tower")
-    convert.add_argument("--vision-blocks", type=int, help="EVA blocks to use (default 39 of EVA-CLIP-g's 40)")
+    convert.add_argument(
+        "--vision-blocks", type=int, help="EVA blocks to use (default 39 of EVA-CLIP-g's 40)"
+    )
     convert.add_argument("--qformer-heads", type=int, help="attention heads of a non-BERT-base Q-Former")
     convert.set_defaults(run=_convert)
 

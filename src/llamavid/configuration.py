@@ -112,7 +112,10 @@ class LlamaVidConfig(PreTrainedConfig):
                 fail("grid_size", f"{self.grid_size} exceeds the {side}x{side} patch grid")
         elif self.grid_size is not None:
             fail("grid_size", f"only used with compress='grid' (compress is {self.compress!r})")
-        if self.projector_type == "identity" and self.vision_config.hidden_size != self.text_config.hidden_size:
+        if (
+            self.projector_type == "identity"
+            and self.vision_config.hidden_size != self.text_config.hidden_size
+        ):
             fail("projector_type", "identity needs equal vision and text widths")
         if self.qformer_max_length < 3:
             fail("qformer_max_length", f"must leave room for [CLS] and [SEP], got {self.qformer_max_length}")

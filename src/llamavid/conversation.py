@@ -78,7 +78,9 @@ class ChatTemplate:
                 continue
             if i == 0 and self.system:
                 text = f"<<SYS>>\n{self.system}\n<</SYS>>\n\n{text}"
-            out += f"[INST] {text.strip()} [/INST]" if role == self.roles[0] else f" {text.strip()} {self.sep2}"
+            out += (
+                f"[INST] {text.strip()} [/INST]" if role == self.roles[0] else f" {text.strip()} {self.sep2}"
+            )
         return out
 
 
@@ -109,7 +111,9 @@ def get_template(name: str) -> ChatTemplate:
     try:
         return TEMPLATES[name]
     except KeyError:
-        raise ValueError(f"Unknown chat template {name!r}; valid names: {', '.join(sorted(TEMPLATES))}") from None
+        raise ValueError(
+            f"Unknown chat template {name!r}; valid names: {', '.join(sorted(TEMPLATES))}"
+        ) from None
 
 
 def move_placeholder_to_front(text: str) -> str:

@@ -198,7 +198,9 @@ def original_to_ours(
     """Original LLaMA-VID (+ EVA, + InstructBLIP) state dicts -> ours. Pure; raises on any unaccounted key."""
     state_dict = {k: v for k, v in state_dict.items() if not any(p.match(k) for p in DERIVED_KEYS)}
     embedded_eva = {
-        k[len(EMBEDDED_EVA_PREFIX) :]: state_dict.pop(k) for k in list(state_dict) if k.startswith(EMBEDDED_EVA_PREFIX)
+        k[len(EMBEDDED_EVA_PREFIX) :]: state_dict.pop(k)
+        for k in list(state_dict)
+        if k.startswith(EMBEDDED_EVA_PREFIX)
     }
     if instructblip:
         state_dict = merge_instructblip(state_dict, instructblip)
@@ -283,7 +285,9 @@ def _default(value, width: int, known_width: int, known_value: int, flag: str) -
         return value
     if width == known_width:
         return known_value
-    raise ConversionError(f"Cannot infer the head count of a {width}-wide network from its weights: pass {flag}")
+    raise ConversionError(
+        f"Cannot infer the head count of a {width}-wide network from its weights: pass {flag}"
+    )
 
 
 def build_config(
@@ -298,22 +302,30 @@ def build_config(
     hints = hints or ArchitectureHints()
     bert_type = str(original.get("bert_type", ""))
     if "qformer" not in bert_type:
-        raise ConversionError(f"bert_type {bert_type!r} is not supported: only the Q-Former variants were released")
+        raise ConversionError(
+            f"bert_type {bert_type!r} is not supported: only the Q-Former variants were released"
+        )
     projector = original.get("mm_projector_type", "linear")
     if projector not in ("linear", "mlp2x_gelu", "identity"):
-        raise ConversionError(f"mm_projector_type {projector!r} is not supported (linear, mlp2x_gelu, identity)")
+        raise ConversionError(
+            f"mm_projector_type {projector!r} is not supported (linear, mlp2x_gelu, identity)"
+        )
     compress, grid_size = parse_compress_type(original.get("compress_type"))
 
     width = eva["cls_token"].shape[-1]
     blocks_in_file = len(_layer_indices(eva, r"blocks\.(\d+)\."))
-    blocks = hints.vision_blocks or (EVA_G_BLOCKS_USED if width == EVA_G_WIDTH and blocks_in_file > 39 else blocks_in_file)
+    blocks = hints.vision_blocks or (
+        EVA_G_BLOCKS_USED if width == EVA_G_WIDTH and blocks_in_file > 39 else blocks_in_file
+    )
     if blocks > blocks_in_file:
         raise ConversionError(f"{blocks} vision blocks asked for, the EVA file has {blocks_in_file}")
     vision = {
         "hidden_size": width,
         "intermediate_size": eva["blocks.0.mlp.fc1.weight"].shape[0],
         "num_hidden_layers": blocks,
-        "num_attention_heads": _default(hints.vision_heads, width, EVA_G_WIDTH, EVA_G_HEADS, "--vision-heads"),
+        "num_attention_heads": _default(
+            hints.vision_heads, width, EVA_G_WIDTH, EVA_G_HEADS, "--vision-heads"
+        ),
         "image_size": image_size,
         "patch_size": eva["patch_embed.proj.weight"].shape[-1],
         "layer_norm_eps": 1e-6,
@@ -413,7 +425,10 @@ def load_original_checkpoint(model_dir: str | Path) -> tuple[dict, dict[str, tor
     if index_files:
         shards = sorted(set(json.loads(index_files[0].read_text())["weight_map"].values()))
     else:
-        shards = [p.name for p in sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("pytorch_model*.bin"))]
+        shards = [
+            p.name
+            for p in sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("pytorch_model*.bin"))
+        ]
     if not shards:
         raise ConversionError(f"{model_dir} has no weights (pytorch_model*.bin or *.safetensors)")
     for shard in shards:
@@ -459,12 +474,16 @@ def convert_checkpoint(
         )
     original_config, state_dict = load_original_checkpoint(model_dir)
     eva = load_torch_file(eva_path) if eva_path else None
-    embedded = {k[len(EMBEDDED_EVA_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(EMBEDDED_EVA_PREFIX)}
+    embedded = {
+        k[len(EMBEDDED_EVA_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(EMBEDDED_EVA_PREFIX)
+    }
     instructblip = load_torch_file(instructblip_path) if instructblip_path else None
     if instructblip:
         state_dict = merge_instructblip(state_dict, instructblip)
     if eva is None and not embedded:
-        raise ConversionError(f"{model_dir} holds no vision tower weights: pass the EVA-ViT-G file with --eva")
+        raise ConversionError(
+            f"{model_dir} holds no vision tower weights: pass the EVA-ViT-G file with --eva"
+        )
     image_processor = image_processor_from_clip_config(processor_config)
     image_size = image_processor.crop_size["height"]
     config = build_config(original_config, state_dict, eva or embedded, image_size, hints, chat_template)

@@ -14,8 +14,14 @@ import torch
 
 from .configuration import LlamaVidConfig
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
 UNQUANTIZED_MODULES = ["vision_tower", "token_generator", "lm_head"]
 
 
@@ -55,7 +61,9 @@ def quantization_config(bits: int | None, compute_dtype: torch.dtype, device: to
             f"{bits}-bit loading needs the bitsandbytes package: pip install 'llamavid[quant]' (bitsandbytes)"
         )
     if device.type not in ("cuda", "xpu"):
-        raise ModelLoadError(f"{bits}-bit loading needs a CUDA (or XPU) device; bitsandbytes does not run on {device}")
+        raise ModelLoadError(
+            f"{bits}-bit loading needs a CUDA (or XPU) device; bitsandbytes does not run on {device}"
+        )
     from transformers import BitsAndBytesConfig
 
     if bits == 4:
@@ -82,7 +90,9 @@ def load_model(
 
     path = Path(path)
     if not (path / "config.json").is_file():
-        raise ModelLoadError(f"{path} is not a llamavid model folder (no config.json); convert a release first")
+        raise ModelLoadError(
+            f"{path} is not a llamavid model folder (no config.json); convert a release first"
+        )
     config = LlamaVidConfig.from_pretrained(path)
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target)

@@ -31,7 +31,6 @@ from transformers.models.instructblip.modeling_instructblip import (
 
 from .configuration import LlamaVidConfig
 
-
 VISUAL_INPUTS = (
     "pixel_values",
     "vision_features",
@@ -124,6 +123,7 @@ class VisualTokenGenerator(nn.Module):
                 for frames, prompts in zip(
                     row_frames.split(self.config.qformer_chunk_size),
                     row_prompts.split(self.config.qformer_chunk_size),
+                    strict=True,
                 )
             ]
         )  # (R, 1, H)
@@ -213,7 +213,9 @@ class LlamaVidForConditionalGeneration(LlamaVidPreTrainedModel, GenerationMixin)
         self.vision_tower = VisionTower(config.vision_config)
         self.token_generator = VisualTokenGenerator(config)
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
-        self._no_split_modules = list(self._no_split_modules) + list(self.language_model._no_split_modules or [])
+        self._no_split_modules = list(self._no_split_modules) + list(
+            self.language_model._no_split_modules or []
+        )
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -287,7 +289,9 @@ class LlamaVidForConditionalGeneration(LlamaVidPreTrainedModel, GenerationMixin)
             torch.arange(segment_media_index.numel(), device=segment_media_index.device), frames_per_segment
         )
         segment_start = frames_per_segment.cumsum(0) - frames_per_segment
-        offset_in_segment = torch.arange(row_prompts.numel(), device=row_prompts.device) - segment_start[row_prompts]
+        offset_in_segment = (
+            torch.arange(row_prompts.numel(), device=row_prompts.device) - segment_start[row_prompts]
+        )
         row_frames = first_frame[segment_media_index][row_prompts] + offset_in_segment
         return row_frames, row_prompts
 

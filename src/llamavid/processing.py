@@ -79,10 +79,14 @@ def _as_frames(item) -> tuple[list[Image.Image], bool]:
             return [Image.fromarray(frames).convert("RGB")], False
         if frames.ndim == 4:
             return [Image.fromarray(frame) for frame in frames], True
-        raise ValueError(f"Expected an image (H, W, 3) or frames (T, H, W, 3), got an array of shape {frames.shape}")
+        raise ValueError(
+            f"Expected an image (H, W, 3) or frames (T, H, W, 3), got an array of shape {frames.shape}"
+        )
     if isinstance(frames, (list, tuple)) and frames and all(isinstance(f, Image.Image) for f in frames):
         return [f.convert("RGB") for f in frames], True
-    raise TypeError(f"Unsupported media item of type {type(item).__name__}: pass a PIL image or frames (T, H, W, 3)")
+    raise TypeError(
+        f"Unsupported media item of type {type(item).__name__}: pass a PIL image or frames (T, H, W, 3)"
+    )
 
 
 class LlamaVidProcessor:
@@ -118,7 +122,9 @@ class LlamaVidProcessor:
                 "were described"
             )
         if self.tokenizer is None:
-            raise ValueError("This processor has no LLM tokenizer; convert the model with its tokenizer files")
+            raise ValueError(
+                "This processor has no LLM tokenizer; convert the model with its tokenizer files"
+            )
         bos = self.tokenizer.bos_token_id
         ids: list[int] = []
         for index, chunk in enumerate(chunks):
@@ -126,7 +132,9 @@ class LlamaVidProcessor:
             if index > 0:
                 if bos is not None and chunk_ids[:1] == [bos]:
                     chunk_ids = chunk_ids[1:]
-                ids += [self.config.image_token_id] * (frames_per_placeholder[index - 1] * self.config.tokens_per_frame)
+                ids += [self.config.image_token_id] * (
+                    frames_per_placeholder[index - 1] * self.config.tokens_per_frame
+                )
             ids += chunk_ids
         return ids
 
@@ -172,7 +180,7 @@ class LlamaVidProcessor:
             )
 
         pixels, frame_counts, segment_media, prompts, sequences = [], [], [], [], []
-        for sample_text, items, sample_prompts in zip(texts, media, qformer_text):
+        for sample_text, items, sample_prompts in zip(texts, media, qformer_text, strict=True):
             placeholders = len(PLACEHOLDER_PATTERN.findall(sample_text))
             targets = self._segment_targets(placeholders, len(items))
             first_item = len(frame_counts)
@@ -243,7 +251,9 @@ class LlamaVidProcessor:
         self.qformer_tokenizer.save_pretrained(directory / QFORMER_TOKENIZER_DIR)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, config: LlamaVidConfig | None = None) -> LlamaVidProcessor:
+    def from_pretrained(
+        cls, directory: str | Path, config: LlamaVidConfig | None = None
+    ) -> LlamaVidProcessor:
         directory = Path(directory)
         config = config or LlamaVidConfig.from_pretrained(directory)
         image_processor = CLIPImageProcessorPil.from_pretrained(directory)

@@ -21,7 +21,9 @@ _CORPUS = (
     "triangle appears. Is there a cat? Yes. No. Answer the question using a single word or phrase. 0 1 2 3 4 5 "
     "6 7 8 9 green yellow shape first second order direction up down right movie frame subtitle"
 )
-_QFORMER_WORDS = sorted(set(_CORPUS.lower().replace(".", " . ").replace("?", " ? ").replace(",", " , ").split()))
+_QFORMER_WORDS = sorted(
+    set(_CORPUS.lower().replace(".", " . ").replace("?", " ? ").replace(",", " , ").split())
+)
 
 
 def tiny_tokenizer(vocab_size: int = 320):
@@ -61,7 +63,12 @@ def tiny_qformer_tokenizer():
 def tiny_config(text_vocab_size: int = 320, qformer_vocab_size: int = 200, **overrides) -> LlamaVidConfig:
     settings = dict(
         vision_config=dict(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=28, patch_size=7
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=28,
+            patch_size=7,
         ),
         qformer_config=dict(
             vocab_size=qformer_vocab_size,
@@ -106,7 +113,9 @@ def tiny_model_and_processor(seed: int = 0, **overrides):
 
     tokenizer = tiny_tokenizer()
     qformer_tokenizer = tiny_qformer_tokenizer()
-    config = tiny_config(text_vocab_size=len(tokenizer), qformer_vocab_size=len(qformer_tokenizer), **overrides)
+    config = tiny_config(
+        text_vocab_size=len(tokenizer), qformer_vocab_size=len(qformer_tokenizer), **overrides
+    )
     torch.manual_seed(seed)
     model = LlamaVidForConditionalGeneration(config).eval()
     with torch.no_grad():
@@ -114,10 +123,14 @@ def tiny_model_and_processor(seed: int = 0, **overrides):
             # transformers' InstructBLIP init (std 1e-10 for the vision tower) would make every patch identical
             if parameter.dim() < 2:
                 continue
-            is_table = name.endswith(("embed_tokens.weight", "embeddings.weight", "embedding", "query_tokens"))
+            is_table = name.endswith(
+                ("embed_tokens.weight", "embeddings.weight", "embedding", "query_tokens")
+            )
             fan_in = parameter[0].numel()
             parameter.normal_(0.0, 1.0 if is_table else fan_in**-0.5)
-    processor = LlamaVidProcessor(tiny_image_processor(config.image_size), tokenizer, qformer_tokenizer, config)
+    processor = LlamaVidProcessor(
+        tiny_image_processor(config.image_size), tokenizer, qformer_tokenizer, config
+    )
     return model, processor
 
 
