@@ -84,6 +84,17 @@ class Selector:
             return float(self.targets[self._k]) if self._k < len(self.targets) else math.inf
         return self._k * self.step
 
+    def is_target(self, index: int) -> bool:
+        """Whether frame ``index`` is itself a target (index selectors only; no state change).
+
+        Lets the decoder skip non-reference frames it will not keep: on a constant-rate
+        stream every index exists, so a frame that is not a target is never the one kept.
+        """
+        if self.targets is None:
+            return index >= 0 and index % self.step == 0
+        k = int(np.searchsorted(self.targets, index))
+        return k < len(self.targets) and self.targets[k] == index
+
     def keep(self, index: int, time: float) -> bool:
         key = index if self.by_index else time
         if key < self.next_target() - self._tol:

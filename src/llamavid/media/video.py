@@ -354,12 +354,13 @@ def _scan_duration(container, stream, info: _StreamInfo) -> float:
 MAX_PACKET_ERRORS = 32
 
 
-def _decoded_frames(container, stream, errors: list[Exception], keyframes_only: bool = False):
+def _decoded_frames(container, stream, errors: list[Exception], keyframes_only: bool = False, before=None):
     """Frames of ``stream`` in presentation order, skipping packets the decoder rejects.
 
     Decoding packet by packet (rather than ``container.decode``) lets one damaged packet
     cost one frame instead of the rest of the video, and drains the frames still buffered
     in the threaded decoder when the file ends early. Errors are appended to ``errors``.
+    ``before(packet)`` runs ahead of each packet's decoding (to set ``skip_frame``).
     """
     packets = container.demux(stream)
     while True:
@@ -372,6 +373,8 @@ def _decoded_frames(container, stream, errors: list[Exception], keyframes_only: 
             break
         if keyframes_only and packet.size and not packet.is_keyframe:
             continue
+        if before is not None:
+            before(packet)
         try:
             frames = packet.decode()  # the final empty packet flushes the decoder
         except (av.error.FFmpegError, EOFError) as error:
@@ -400,6 +403,33 @@ class _Decoder:
         self.decoded = 0
         self._last_time = -math.inf
         self.errors: list[Exception] = []
+        # Skip decoding non-reference frames we will not keep (x264's default B-frames are
+        # about half of all frames): only where frame index = time x rate holds (CFR with a
+        # frame count in the index), as the skipped frames can no longer be counted.
+        self.skip_nonref = (
+            selector.by_index
+            and bool(stream.frames)
+            and info.constant_rate
+            and info.duration > 0
+            and abs(info.duration * info.native_fps - stream.frames) <= 1.0
+        )
+        self._skip_state: str | None = None
+
+    def _before_packet(self, packet: av.Packet) -> None:
+        if packet.pts is None or not self.skip_nonref:
+            want = "DEFAULT"
+        else:
+            index = round((packet.pts * self.info.time_base - self.info.origin) * self.info.native_fps)
+            want = "DEFAULT" if self.selector.is_target(index) else "NONREF"
+        if want != self._skip_state:
+            self.stream.codec_context.skip_frame = want
+            self._skip_state = want
+
+    def _index_from_time(self, time: float) -> int | None:
+        """Frame index from a CFR timestamp, or ``None`` when the time is off the frame grid."""
+        position = time * self.info.native_fps
+        index = round(position)
+        return index if abs(position - index) < 0.25 else None
 
     # -- conversion
 
@@ -437,9 +467,11 @@ class _Decoder:
         bar = make_progress(progress, total, desc=f"decoding {self.path.name}")
         frame_interval = 1.0 / info.native_fps if info.native_fps > 0 else math.nan
         count = 0
+        last_index = -1
         first_time = None
+        before = self._before_packet if self.skip_nonref else None
         try:
-            for frame in _decoded_frames(self.container, self.stream, self.errors, keyframes_only=approximate):
+            for frame in _decoded_frames(self.container, self.stream, self.errors, approximate, before):
                 index = count
                 count += 1
                 time = self._time(frame, index)
@@ -447,9 +479,16 @@ class _Decoder:
                     first_time = time
                 if approximate:
                     index = round(time * info.native_fps) if info.native_fps > 0 else index
+                elif self.skip_nonref:
+                    grid = self._index_from_time(time)
+                    if grid is None:  # not constant-rate after all: stop skipping, go by time
+                        self._stop_skipping(selector, frame_interval)
+                    else:
+                        index = grid
                 elif selector.by_index and selector.targets is None and self._drifted(time - first_time, index, frame_interval):
                     logger.info("%s: timestamps do not follow a constant rate; sampling by time", self.path)
                     selector.switch_to_time(self.times[-1] if self.times else -math.inf, selector.step * frame_interval)
+                last_index = index
                 if selector.keep(index, time):
                     self._keep(frame, time, index)
                 if count % _PROGRESS_EVERY == 0:
@@ -460,7 +499,18 @@ class _Decoder:
             bar.close()
             self.decoded = count
         if not selector.done and not approximate:
-            self._check_complete(count)
+            self._check_complete(last_index + 1)
+
+    def _stop_skipping(self, selector: Selector, frame_interval: float) -> None:
+        logger.info("%s: timestamps are off the constant-rate grid; sampling by time", self.path)
+        self.skip_nonref = False
+        self.stream.codec_context.skip_frame = "DEFAULT"
+        if selector.targets is None:
+            selector.switch_to_time(self.times[-1] if self.times else -math.inf, selector.step * frame_interval)
+        else:  # explicit index targets become times on the nominal grid
+            selector.by_index = False
+            selector.targets = selector.targets / self.info.native_fps
+            selector._tol = 1e-3
 
     def _drifted(self, time: float, index: int, frame_interval: float) -> bool:
         return abs(time - index * frame_interval) > 1.5 * frame_interval + 1e-3
@@ -472,7 +522,8 @@ class _Decoder:
         bar = make_progress(progress, len(selector.targets) if selector.targets is not None else None,
                             desc=f"seeking {self.path.name}")
         position = 0.0  # time of the last decoded frame
-        frames = _decoded_frames(self.container, stream, self.errors)
+        before = self._before_packet if self.skip_nonref else None
+        frames = _decoded_frames(self.container, stream, self.errors, before=before)
         try:
             while not selector.done:
                 target = selector.next_target()
@@ -483,7 +534,7 @@ class _Decoder:
                 if k >= 0 and keyframes[k] > position + SEEK_MIN_GAIN_S:
                     offset = round((keyframes[k] + info.origin) / info.time_base)
                     self.container.seek(offset, stream=stream, backward=True, any_frame=False)
-                    frames = _decoded_frames(self.container, stream, self.errors)
+                    frames = _decoded_frames(self.container, stream, self.errors, before=before)
                 kept = False
                 for frame in frames:
                     self.decoded += 1
