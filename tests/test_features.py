@@ -1,0 +1,42 @@
+import torch
+
+from llamavid.features import FeatureCache, cache_key, file_digest, vision_fingerprint
+from llamavid.testing import tiny_model_and_processor
+
+
+def test_memory_lru_and_disk_round_trip(tmp_path):
+    cache = FeatureCache(tmp_path, memory_items=1)
+    a, b = {"features": torch.ones(2, 3)}, {"features": torch.zeros(1, 3)}
+    cache.put("a", a)
+    cache.put("b", b)  # evicts "a" from memory; it stays on disk
+    assert cache.get("a")["features"].equal(a["features"])
+    assert FeatureCache(tmp_path).get("b")["features"].equal(b["features"])
+    assert not list(tmp_path.glob("*.tmp*"))
+    assert FeatureCache().get("a") is None
+
+
+def test_get_or_compute_computes_once():
+    cache, calls = FeatureCache(), []
+    for _ in range(3):
+        cache.get_or_compute("k", lambda: calls.append(1) or {"x": torch.ones(1)})
+    assert len(calls) == 1 and cache.hits == 2 and cache.misses == 1
+
+
+def test_damaged_cache_file_is_a_miss(tmp_path):
+    (tmp_path / "k.safetensors").write_bytes(b"not a safetensors file")
+    assert FeatureCache(tmp_path).get("k") is None
+
+
+def test_keys_depend_on_content_settings_and_tower(tmp_path):
+    one, two = tmp_path / "one.bin", tmp_path / "two.bin"
+    one.write_bytes(b"same")
+    two.write_bytes(b"same")
+    assert file_digest(one) == file_digest(two)
+    model_a, processor = tiny_model_and_processor(seed=0)
+    model_b, _ = tiny_model_and_processor(seed=1)
+    fa, fb = vision_fingerprint(model_a, processor.image_processor), vision_fingerprint(model_b)
+    assert fa != fb
+    digest = file_digest(one)
+    assert cache_key(digest, {"fps": 1}, fa) == cache_key(digest, {"fps": 1}, fa)
+    assert cache_key(digest, {"fps": 1}, fa) != cache_key(digest, {"fps": 2}, fa)
+    assert cache_key(digest, {"fps": 1}, fa) != cache_key(digest, {"fps": 1}, fb)
