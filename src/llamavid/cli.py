@@ -7,6 +7,7 @@ stderr and exit status 2; nothing prints a traceback unless `LLAMAVID_DEBUG=1`.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -46,12 +47,20 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# Sub-commands living in their own packages: each module has `register(commands)` adding its parser(s), with
+# `run` set to a function of the parsed arguments. Imported only to build the parser (their heavy imports stay
+# inside `run`).
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llamavid",
         description="LLaMA-VID: chat with an LLM about images, videos and movies at two tokens a frame.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
 
     convert = commands.add_parser("convert", help=_convert.__doc__, description=_convert.__doc__)
     convert.add_argument(
