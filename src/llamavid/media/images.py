@@ -139,10 +139,13 @@ def _read_source(source: str | os.PathLike | bytes | bytearray | memoryview, tim
             raise UnsupportedMediaError(_short(text), "data: URL without base64 payload")
         return _b64(payload, _short(text)), _short(text)
     path = Path(text).expanduser()
-    if path.is_file():
-        return path.read_bytes(), text
-    if path.exists():
-        raise UnsupportedMediaError(text, "not a regular file")
+    try:
+        if path.is_file():
+            return path.read_bytes(), text
+        if path.exists():
+            raise UnsupportedMediaError(text, "not a regular file")
+    except OSError:  # a long base64 string is not a valid file name
+        pass
     if len(text) > 256 and _BASE64_RE.match(text[:4096]):
         return _b64(text, None), None
     raise MediaNotFoundError(text, "no such file")
