@@ -209,7 +209,6 @@ def test_sparse_sampling_seeks_and_returns_the_same_frames(media, monkeypatch):
     assert len(seeks) == 2
 
 
-@pytest.mark.slow
 def test_ten_minute_video(media):
     path = media.video("ten_minutes.mp4", fps=2, num_frames=1200, size=(16, 16), gop=20)
     clip = load_video(path)
@@ -225,3 +224,29 @@ def test_progress_is_silent_when_not_a_tty(cfr_h264, capsys):
     load_video(cfr_h264)
     load_video(cfr_h264, progress=True)  # forced on: must not break (delayed bar stays hidden)
     assert capsys.readouterr().out == ""
+
+
+def test_progress_bar_when_forced(cfr_h264, capsys, monkeypatch):
+    import llamavid.media.progress as progress
+
+    monkeypatch.setattr(progress, "DELAY_S", 0.0)
+    load_video(cfr_h264, progress=True)
+    assert "decoding cfr_h264.mp4" in capsys.readouterr().err
+    load_video(cfr_h264, progress=False)
+    load_video(cfr_h264)  # auto: stderr is not a terminal under pytest
+    assert capsys.readouterr().err == ""
+
+
+def test_still_image_file_is_a_one_frame_video(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "still.png"
+    Image.fromarray(index_frame(77, 32, 32)).save(path)
+    clip = load_video(path)
+    assert clip.frames.shape == (1, 32, 32, 3)
+    np.testing.assert_array_equal(read_index(clip.frames), [77])
+
+
+def test_metadata_extra(cfr_h264):
+    clip = load_video(cfr_h264)
+    assert clip.extra["pixel_format"] == "yuv420p" and "mp4" in clip.extra["container"]

@@ -90,6 +90,7 @@ class VideoClip:
     rotation: int = 0
     source: str | None = None
     approximate: bool = False
+    #: container format and pixel format, for logs and debugging
     extra: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -469,7 +470,8 @@ class _Decoder:
         count = 0
         last_index = -1
         first_time = None
-        before = self._before_packet if self.skip_nonref else None
+        before = self._before_packet if self.skip_nonref and not approximate else None
+        reported = 0
         try:
             for frame in _decoded_frames(self.container, self.stream, self.errors, approximate, before):
                 index = count
@@ -491,8 +493,9 @@ class _Decoder:
                 last_index = index
                 if selector.keep(index, time):
                     self._keep(frame, time, index)
-                if count % _PROGRESS_EVERY == 0:
-                    bar.update(_PROGRESS_EVERY)
+                if index - reported >= _PROGRESS_EVERY:  # by index: skipped frames count too
+                    bar.update(index - reported)
+                    reported = index
                 if selector.done:
                     break
         finally:
@@ -532,7 +535,9 @@ class _Decoder:
                     break
                 k = int(np.searchsorted(keyframes, target_time + 1e-3, side="right")) - 1
                 if k >= 0 and keyframes[k] > position + SEEK_MIN_GAIN_S:
-                    offset = round((keyframes[k] + info.origin) / info.time_base)
+                    # Seek to the target itself: FFmpeg lands on the last keyframe at or before
+                    # it. (Index times are decode times; seeking to one can land a GOP early.)
+                    offset = math.floor((target_time + info.origin) / info.time_base)
                     self.container.seek(offset, stream=stream, backward=True, any_frame=False)
                     frames = _decoded_frames(self.container, stream, self.errors, before=before)
                 kept = False
@@ -603,5 +608,6 @@ class _Decoder:
             rotation=self.rotation,
             source=path,
             approximate=approximate,
+            extra={"container": self.container.format.name, "pixel_format": self.stream.codec_context.pix_fmt},
         )
 
