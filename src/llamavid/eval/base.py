@@ -1,0 +1,104 @@
+"""What every benchmark module provides: questions to ask (`load`), how an answer becomes a row (`make_row`) and
+the official scoring (`score`).
+
+A question is an `Item`: one media item (image, video or none) and one or more `Request`s about it (the
+Video-ChatGPT consistency set asks two questions of one video). Each request is a user message in the model's
+chat template plus the Q-Former prompt the original used for it (spec section 2.4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Media:
+    """`kind` "image" or "video"; `source` a path (or, for MMBench, the base64 text of the image).
+
+    `pad`: pad an image to a square as the model config says (LLaVA's loader does; ScienceQA does not)."""
+
+    kind: str
+    source: object
+    pad: bool = True
+
+
+@dataclass(frozen=True)
+class Request:
+    prompt: str  # the user message, "<image>\n" + question when there is media
+    qformer: str  # the Q-Former prompt (the text the original passes to update_prompt)
+
+
+@dataclass
+class Item:
+    qid: object  # written as question_id; unique within a benchmark run
+    requests: list[Request]
+    media: Media | None
+    record: dict = field(default_factory=dict)  # fields copied into the answer row
+    uid: str | None = None  # resume/merge key when question ids repeat (MME: two questions per image id)
+
+    @property
+    def key(self) -> str:
+        from .data import id_key
+
+        return self.uid if self.uid is not None else id_key(self.qid)
+
+
+def row_key(row: dict) -> str:
+    """The resume/merge key of an answers row (see `Item.key`)."""
+    from .data import id_key
+
+    return row["uid"] if "uid" in row else id_key(row.get("question_id"))
+
+
+@dataclass(frozen=True)
+class GenerationDefaults:
+    """The original script's decoding for this benchmark."""
+
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    layout: str  # one line describing the expected --data folder, used in error messages
+    load: Callable[..., list[Item]]  # (data: Path, split: str | None) -> items
+    score: Callable[..., dict]  # (data: Path | None, predictions: list[dict], options) -> metrics
+    generation: GenerationDefaults = GenerationDefaults()
+    make_row: Callable[[Item, list[str], str], dict] | None = None  # (item, texts, model_id) -> row
+    video: bool = False
+    needs_data_to_score: bool = True
+
+
+def answer_id(qid, prompt: str, text: str, model_id: str) -> str:
+    """Deterministic stand-in for LLaVA's random shortuuid, so a resumed run writes the same file."""
+    payload = f"{qid}\x00{prompt}\x00{text}\x00{model_id}".encode()
+    return hashlib.sha256(payload).hexdigest()[:22]
+
+
+def llava_row(item: Item, texts: list[str], model_id: str, prompt: str | None = None) -> dict:
+    """LLaVA's answer line: question_id, prompt (the question as the script logged it), text, answer_id, ..."""
+    logged = item.record.get("prompt", prompt if prompt is not None else item.requests[0].qformer)
+    row = {"question_id": item.qid, "prompt": logged, "text": texts[0]}
+    row["answer_id"] = answer_id(item.qid, logged, texts[0], model_id)
+    row["model_id"] = model_id
+    row["metadata"] = {}
+    for key, value in item.record.items():
+        if key != "prompt":
+            row[key] = value
+    return row
+
+
+def percent(numerator: float, denominator: float) -> float:
+    return 100.0 * numerator / denominator if denominator else 0.0
+
+
+def data_path(data: Path | None, bench: str) -> Path:
+    from .data import EvalDataError
+
+    if data is None:
+        raise EvalDataError(f"scoring {bench} needs --data (the benchmark folder with the ground truth)")
+    return Path(data)

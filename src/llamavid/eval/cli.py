@@ -1,0 +1,189 @@
+"""`llamavid eval run|score|merge`: generate answers, score them as published, merge shards."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import BENCHMARK_NAMES
+
+VCG_ASPECT_NAMES = tuple(f"vcgbench-{a}" for a in ("correctness", "detail", "context", "temporal", "consistency"))
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Generate answers for a benchmark (or `all`, with --data holding one folder per benchmark name)."""
+    from llamavid.loading import load_model
+
+    from . import get_benchmark
+    from .runner import AnswerGenerator, RunSettings, run_benchmark
+
+    num_shards, shard_index = args.num_shards, args.shard_index
+    if num_shards is None:  # accelerate launch / torchrun: one shard per process
+        num_shards = int(os.environ.get("WORLD_SIZE", "1"))
+        shard_index = int(os.environ.get("RANK", "0")) if shard_index is None else shard_index
+    settings = RunSettings(
+        batch_size=args.batch_size,
+        limit=args.limit,
+        num_shards=num_shards,
+        shard_index=shard_index or 0,
+        split=args.split,
+        max_new_tokens=args.max_new_tokens,
+        greedy=args.greedy,
+        temperature=args.temperature,
+        seed=args.seed,
+        model_id=args.model_id or Path(args.model).name,
+        progress=not args.no_progress,
+    )
+    names = list(BENCHMARK_NAMES) if args.benchmark == "all" else [args.benchmark]
+    benches = [get_benchmark(name) for name in names]
+    folders = {bench.name: Path(args.data) / bench.name if args.benchmark == "all" else Path(args.data) for bench in benches}
+    for folder in folders.values():
+        if not folder.is_dir():
+            raise FileNotFoundError(f"missing benchmark folder {folder}")
+    model, processor = load_model(args.model, device=args.device, dtype=args.dtype)
+    for bench in benches:
+        cache = Path(args.feature_cache) if args.feature_cache else Path(args.out) / "features"
+        generator = AnswerGenerator(model, processor, cache if bench.video else None)
+        path = run_benchmark(bench, generator, folders[bench.name], Path(args.out), settings)
+        print(f"{bench.name}: answers in {path}", flush=True)
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    """Score an answers file with the benchmark's official rules (a video benchmark through an LLM judge)."""
+    from . import get_benchmark
+    from .data import read_predictions
+    from .prompts import load_prompts
+
+    name = args.benchmark
+    aspects = None
+    if name in VCG_ASPECT_NAMES:
+        aspects, name = [name.split("-", 1)[1]], "vcgbench"
+    bench = get_benchmark(name)
+    predictions = []
+    for path in args.answers:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"missing answers file {path}")
+        predictions += read_predictions(Path(path))
+    options = argparse.Namespace(
+        split=args.split,
+        submission=args.submission,
+        aspects=aspects,
+        default_set="temporal" if aspects == ["temporal"] else "generic",
+        fix_consistency_question=args.fix_consistency_question,
+        prompts=load_prompts(args.judge_prompts),
+        judge=_make_judge(args, Path(args.answers[0])) if bench.video else None,
+        progress=not args.json,
+    )
+    if bench.needs_data_to_score and args.data is None:
+        raise ValueError(f"scoring {bench.name} needs --data (the benchmark folder with the ground truth)")
+    result = bench.score(Path(args.data) if args.data else None, predictions, options)
+    if options.judge is not None:
+        result.setdefault("judge", {"requests": options.judge.requests_sent, "cache_hits": options.judge.cache_hits})
+    if args.json:
+        print(json.dumps({"benchmark": args.benchmark, **result}))
+    else:
+        print(format_table(args.benchmark, result))
+    return 0
+
+
+def _make_judge(args: argparse.Namespace, answers: Path):
+    from .judge import Judge, JudgeSettings
+
+    if not args.judge_base_url or not args.judge_model:
+        raise ValueError("video benchmarks are scored by an LLM judge: give --judge-base-url and --judge-model")
+    cache = Path(args.judge_cache) if args.judge_cache else answers.with_name(answers.name + ".judge-cache")
+    return Judge(
+        JudgeSettings(
+            base_url=args.judge_base_url,
+            model=args.judge_model,
+            api_key=os.environ.get("OPENAI_API_KEY"),
+            cache_dir=cache,
+            max_retries=args.judge_retries,
+            concurrency=args.judge_concurrency,
+            backoff_s=args.judge_backoff,
+        )
+    )
+
+
+def _merge(args: argparse.Namespace) -> int:
+    """Merge the shard files of a sharded run, checking that no question is missing or answered twice."""
+    from .runner import merge_shards
+
+    path, count = merge_shards(Path(args.out), args.benchmark)
+    print(f"{args.benchmark}: {count} answers merged into {path}")
+    return 0
+
+
+def format_table(name: str, result: dict, prefix: str = "") -> str:
+    lines = [] if prefix else [name]
+    for key, value in result.items():
+        label = f"{prefix}{key}"
+        if isinstance(value, dict):
+            lines.append(format_table(name, value, prefix=label + "."))
+        elif isinstance(value, float):
+            lines.append(f"  {label:<40} {value:8.2f}")
+        else:
+            lines.append(f"  {label:<40} {value}")
+    return "\n".join(lines)
+
+
+def register(commands) -> None:
+    evaluate = commands.add_parser(
+        "eval", help="evaluate on the twelve LLaMA-VID benchmarks", description=__doc__
+    )
+    sub = evaluate.add_subparsers(dest="eval_command", required=True, metavar="STEP")
+
+    run = sub.add_parser("run", help=_run.__doc__, description=_run.__doc__)
+    run.add_argument("benchmark", choices=(*BENCHMARK_NAMES, "all"))
+    run.add_argument("--model", required=True, help="converted llamavid model folder")
+    run.add_argument("--data", required=True, help="benchmark folder in the official layout (see docs/evaluation.md)")
+    run.add_argument("--out", required=True, help="folder for answers (<bench>.jsonl) and the video feature cache")
+    run.add_argument("--batch-size", type=int, default=1)
+    run.add_argument("--limit", type=int, help="only the first N questions (a quick look)")
+    run.add_argument("--num-shards", type=int, help="split the questions into N contiguous shards")
+    run.add_argument("--shard-index", type=int, help="which shard this process answers (0-based)")
+    run.add_argument("--split", help="vqav2: test-dev|val; vizwiz: test|val; mmbench: tsv file stem")
+    run.add_argument("--max-new-tokens", type=int, help="default: the original's (128, or 1024 for MMBench/SQA/video)")
+    run.add_argument("--greedy", action="store_true", help="greedy decoding for the video benchmarks too")
+    run.add_argument("--temperature", type=float, help="sampling temperature (default: the original's)")
+    run.add_argument("--seed", type=int, default=0, help="seed for sampled decoding")
+    run.add_argument("--feature-cache", help="folder for cached video features (default OUT/features)")
+    run.add_argument("--device", default="auto")
+    run.add_argument("--dtype", default=None, help="float32, float16 or bfloat16 (default: per device)")
+    run.add_argument("--model-id", help="model_id written in the answers (default: the model folder's name)")
+    run.add_argument("--no-progress", action="store_true")
+    run.set_defaults(run=_run)
+
+    score = sub.add_parser("score", help=_score.__doc__, description=_score.__doc__)
+    score.add_argument("benchmark", choices=(*BENCHMARK_NAMES, *VCG_ASPECT_NAMES))
+    score.add_argument("--answers", required=True, action="append", help="answers file (repeatable)")
+    score.add_argument("--data", help="benchmark folder with the ground truth (image benchmarks)")
+    score.add_argument("--json", action="store_true", help="print one JSON line")
+    score.add_argument("--split", help="as for run; scienceqa: pid_splits key (default test)")
+    score.add_argument("--submission", help="where to write the server upload file")
+    score.add_argument("--judge-base-url", help="OpenAI-compatible API base, e.g. http://127.0.0.1:8000/v1")
+    score.add_argument("--judge-model", help="judge model name (gpt-3.5-turbo in the paper)")
+    score.add_argument("--judge-cache", help="reply cache folder (default: ANSWERS.judge-cache)")
+    score.add_argument("--judge-concurrency", type=int, default=8)
+    score.add_argument("--judge-retries", type=int, default=4)
+    score.add_argument("--judge-backoff", type=float, default=1.0, help="first retry delay in seconds")
+    score.add_argument("--judge-prompts", help="JSON file with the original scripts' judge wording")
+    score.add_argument(
+        "--fix-consistency-question",
+        action="store_true",
+        help="show the judge Q2 as the second consistency question (the original shows Q1 twice)",
+    )
+    score.set_defaults(run=_score)
+
+    merge = sub.add_parser("merge", help=_merge.__doc__, description=_merge.__doc__)
+    merge.add_argument("benchmark", choices=BENCHMARK_NAMES)
+    merge.add_argument("--out", required=True, help="the --out folder of the sharded runs")
+    merge.set_defaults(run=_merge)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use `llamavid eval ...`")

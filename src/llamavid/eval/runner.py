@@ -1,0 +1,324 @@
+"""Answer generation for a benchmark: batched, resumable, sharded.
+
+* Batched: the questions of a batch go through the model together (left padding, the model's batched path);
+  under greedy decoding the answers equal batch size 1. Vision features are computed per media item, so a batch
+  never changes them.
+* Resumable: answers are appended as JSON lines, flushed and fsync'ed after every batch; on start the file's
+  complete lines tell which ids are done, and a partial last line (a kill mid-write) is cut off.
+* Sharded: `num_shards` contiguous chunks of ceil(n / num_shards) questions, as the original's `--num-chunks`;
+  each shard writes `<bench>.shard<I>of<N>.jsonl` plus a `.meta.json` listing the ids it owes, so `merge` can
+  check that nothing is missing or duplicated. Under `accelerate launch` the rank and world size come from the
+  environment.
+* Video features are cached on disk, keyed by file content, sampling settings and the vision tower's weights
+  (`llamavid.features`), so another run on the same videos skips decoding and the vision tower.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .base import Benchmark, Item, Media, llava_row, row_key
+from .data import EvalDataError
+
+FPS = 1.0  # the video benchmarks' sampling rate
+
+
+@dataclass
+class RunSettings:
+    batch_size: int = 1
+    limit: int | None = None
+    num_shards: int = 1
+    shard_index: int = 0
+    split: str | None = None
+    max_new_tokens: int | None = None
+    greedy: bool = False  # override the original's sampling (video benchmarks sample at temperature 0.2)
+    temperature: float | None = None
+    seed: int = 0
+    feature_cache: Path | None = None
+    model_id: str = "llamavid"
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
+            raise ValueError(
+                f"--shard-index {self.shard_index} must lie in [0, --num-shards {self.num_shards})"
+            )
+        if self.greedy and self.temperature:
+            raise ValueError("--greedy and --temperature contradict each other; give one")
+
+
+def decoding(bench: Benchmark, settings: RunSettings) -> dict:
+    temperature = bench.generation.temperature if settings.temperature is None else settings.temperature
+    if settings.greedy:
+        temperature = 0.0
+    return {
+        "max_new_tokens": settings.max_new_tokens or bench.generation.max_new_tokens,
+        "temperature": temperature,
+        "mode": "greedy" if temperature == 0 else f"sample(temperature={temperature})",
+    }
+
+
+def shard(items: list, num_shards: int, index: int) -> list:
+    size = math.ceil(len(items) / num_shards) if items else 0
+    return items[index * size : (index + 1) * size]
+
+
+def answers_path(out: Path, bench: str, num_shards: int = 1, index: int = 0) -> Path:
+    name = f"{bench}.jsonl" if num_shards == 1 else f"{bench}.shard{index}of{num_shards}.jsonl"
+    return Path(out) / name
+
+
+def meta_path(answers: Path) -> Path:
+    return answers.with_name(answers.name[: -len(".jsonl")] + ".meta.json")
+
+
+def recover(path: Path) -> list[dict]:
+    """The complete rows of an answers file; a partial last line is truncated away."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        with open(path, "r+b") as handle:
+            handle.truncate(end)
+            handle.flush()
+            os.fsync(handle.fileno())
+    rows = []
+    for number, line in enumerate(data[:end].decode("utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise EvalDataError(f"{path}:{number} is not a JSON line; remove the file to start over") from None
+    return rows
+
+
+class AnswerGenerator:
+    """Model + processor -> answers for batches of items. Knows nothing about benchmarks."""
+
+    def __init__(self, model, processor, feature_cache_dir: Path | None = None):
+        from llamavid.features import FeatureCache
+
+        self.model = model
+        self.processor = processor
+        self.cache = FeatureCache(feature_cache_dir, memory_items=4)
+        self._fingerprint = None
+        self._keys: dict[str, str] = {}
+        parameter = next(model.parameters())
+        self.device, self.dtype = parameter.device, parameter.dtype
+
+    # -- media -> vision features (F, 1 + N, V) ---------------------------------------------------------------
+
+    def features(self, media: Media) -> torch.Tensor:
+        if media.kind == "image":
+            return self._vision(self._image_pixels(media))
+        return self._video_features(media.source)
+
+    def _vision(self, pixels: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.model.get_vision_features(pixels.to(self.device, self.dtype), batch_size=32)
+
+    def _image_pixels(self, media: Media) -> torch.Tensor:
+        from llamavid.media import MediaError, load_image
+
+        try:
+            image = load_image(media.source)
+        except MediaError as error:
+            raise EvalDataError(str(error)) from None
+        if media.pad:
+            return self.processor.preprocess(image)
+        return self.processor.image_processor([image], return_tensors="pt")["pixel_values"]
+
+    def _video_features(self, path: str) -> torch.Tensor:
+        from llamavid.features import cache_key, file_digest, vision_fingerprint
+
+        if path not in self._keys:
+            if not Path(path).is_file():
+                raise EvalDataError(f"missing video {path}")
+            if self._fingerprint is None:
+                self._fingerprint = vision_fingerprint(self.model, self.processor.image_processor)
+            settings = {"fps": FPS, "decoder": "llamavid.media", "pad_to_square": False}
+            self._keys[path] = cache_key(file_digest(path), settings, self._fingerprint)
+        entry = self.cache.get_or_compute(self._keys[path], lambda: {"features": self._decode_and_encode(path)})
+        return entry["features"].to(self.device, self.dtype)
+
+    def _decode_and_encode(self, path: str) -> torch.Tensor:
+        from llamavid.media import MediaError, load_video
+        from llamavid.processing import Video
+
+        try:
+            clip = load_video(path, fps=FPS, progress=False)
+        except MediaError as error:
+            raise EvalDataError(str(error)) from None
+        return self._vision(self.processor.preprocess(Video(clip.frames))).cpu()
+
+    # -- batch -> answers ---------------------------------------------------------------------------------------
+
+    def generate(self, items: list[Item], max_new_tokens: int, temperature: float) -> list[list[str]]:
+        features, frame_counts, sequences, prompts, segments = [], [], [], [], []
+        for item in items:
+            media_index = None
+            if item.media is not None:
+                feats = self.features(item.media)
+                media_index = len(features)
+                features.append(feats)
+                frame_counts.append(feats.shape[0])
+            for request in item.requests:
+                text = self.processor.render_chat([("user", request.prompt)])
+                frames = [frame_counts[media_index]] if media_index is not None else []
+                sequences.append(self.processor.tokenize(text, frames))
+                if media_index is not None:
+                    prompts.append(request.qformer)
+                    segments.append(media_index)
+        inputs = self._left_pad(sequences)
+        if features:
+            inputs["vision_features"] = torch.cat(features)
+            inputs["media_frame_counts"] = torch.tensor(frame_counts, dtype=torch.long, device=self.device)
+            ids, mask = self.processor.tokenize_qformer(prompts)
+            inputs["qformer_input_ids"], inputs["qformer_attention_mask"] = ids.to(self.device), mask.to(self.device)
+            inputs["segment_media_index"] = torch.tensor(segments, dtype=torch.long, device=self.device)
+        sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+        tokenizer = self.processor.tokenizer
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, pad_token_id=pad_id, **sampling)
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        texts = [clean_output(self.processor.decode(row)) for row in new_tokens]
+        answers, cursor = [], 0
+        for item in items:
+            answers.append(texts[cursor : cursor + len(item.requests)])
+            cursor += len(item.requests)
+        return answers
+
+    def _left_pad(self, sequences: list[list[int]]) -> dict:
+        tokenizer = self.processor.tokenizer
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        length = max(len(s) for s in sequences)
+        ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), length), dtype=torch.long)
+        for row, sequence in enumerate(sequences):
+            ids[row, length - len(sequence) :] = torch.tensor(sequence, dtype=torch.long)
+            mask[row, length - len(sequence) :] = 1
+        return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+
+
+def clean_output(text: str) -> str:
+    """The original's post-processing: strip, drop a trailing "</s>", strip."""
+    text = text.strip()
+    if text.endswith("</s>"):
+        text = text[: -len("</s>")]
+    return text.strip()
+
+
+def run_benchmark(bench: Benchmark, generator: AnswerGenerator, data: Path, out: Path, settings: RunSettings) -> Path:
+    """Generate the missing answers of this shard into its answers file; returns the file."""
+    items = bench.load(Path(data), settings.split)
+    if settings.limit is not None:
+        items = items[: settings.limit]
+    items = shard(items, settings.num_shards, settings.shard_index)
+    path = answers_path(out, bench.name, settings.num_shards, settings.shard_index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    decode = decoding(bench, settings)
+    meta = {
+        "benchmark": bench.name,
+        "split": settings.split,
+        "limit": settings.limit,
+        "num_shards": settings.num_shards,
+        "shard_index": settings.shard_index,
+        "model_id": settings.model_id,
+        "decoding": decode,
+        "ids": [item.key for item in items],
+    }
+    _check_meta(path, meta)
+    done = {row_key(row) for row in recover(path)}
+    todo = [item for item in items if item.key not in done]
+    bar = None
+    if settings.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=bench.name, unit="q", dynamic_ncols=True)
+    make_row = bench.make_row or llava_row
+    with open(path, "a", encoding="utf-8") as handle:
+        for start in range(0, len(todo), settings.batch_size):
+            batch = todo[start : start + settings.batch_size]
+            if decode["temperature"] > 0:
+                torch.manual_seed(settings.seed + start)
+            texts = generator.generate(batch, decode["max_new_tokens"], decode["temperature"])
+            lines = "".join(json.dumps(_row(make_row, item, answer, settings.model_id)) + "\n" for item, answer in zip(batch, texts, strict=True))
+            handle.write(lines)
+            handle.flush()
+            os.fsync(handle.fileno())
+            if bar is not None:
+                bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    return path
+
+
+def _row(make_row, item: Item, texts: list[str], model_id: str) -> dict:
+    row = make_row(item, texts, model_id)
+    if item.uid is not None:
+        row["uid"] = item.uid
+    return row
+
+
+def _check_meta(path: Path, meta: dict) -> None:
+    """A resumed run must ask the same questions with the same decoding; record the plan on the first run."""
+    target = meta_path(path)
+    if target.is_file() and path.exists():
+        previous = json.loads(target.read_text(encoding="utf-8"))
+        for key in ("benchmark", "split", "decoding", "model_id", "num_shards", "shard_index", "limit"):
+            if previous.get(key) != meta[key]:
+                raise EvalDataError(
+                    f"{path} was written with {key}={previous.get(key)!r}, this run has {meta[key]!r}; "
+                    "use another --out or delete the file"
+                )
+    from .data import write_json
+
+    write_json(target, meta)
+
+
+def merge_shards(out: Path, bench: str) -> tuple[Path, int]:
+    """Concatenate the shards in order into `<bench>.jsonl`, checking every owed id appears exactly once."""
+    out = Path(out)
+    metas = sorted(out.glob(f"{bench}.shard*of*.meta.json"))
+    if not metas:
+        raise EvalDataError(f"no shard files {bench}.shard<I>of<N>.jsonl in {out}")
+    loaded = [json.loads(p.read_text(encoding="utf-8")) for p in metas]
+    counts = {meta["num_shards"] for meta in loaded}
+    if len(counts) != 1:
+        raise EvalDataError(f"shards in {out} come from runs with different --num-shards: {sorted(counts)}")
+    total = counts.pop()
+    by_index = {meta["shard_index"]: meta for meta in loaded}
+    absent = [i for i in range(total) if i not in by_index]
+    if absent:
+        raise EvalDataError(f"shard(s) {absent} of {total} are missing in {out}")
+    rows, seen = [], set()
+    for index in range(total):
+        path = answers_path(out, bench, total, index)
+        owed = by_index[index]["ids"]
+        got = recover(path)
+        got_ids = [row_key(row) for row in got]
+        duplicated = {qid for qid, n in Counter(got_ids).items() if n > 1} | (set(got_ids) & seen)
+        if duplicated:
+            raise EvalDataError(f"{path}: question ids answered twice: {sorted(duplicated)[:5]}")
+        lacking = [qid for qid in owed if qid not in set(got_ids)]
+        if lacking:
+            raise EvalDataError(f"{path} lacks {len(lacking)} answers (e.g. {lacking[:5]}); rerun that shard to finish it")
+        extra = set(got_ids) - set(owed)
+        if extra:
+            raise EvalDataError(f"{path} has answers for ids it does not own: {sorted(extra)[:5]}")
+        seen.update(got_ids)
+        rows.extend(got)
+    from .data import write_jsonl
+
+    return write_jsonl(answers_path(out, bench), rows), len(rows)
