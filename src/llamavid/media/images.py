@@ -140,12 +140,16 @@ def _read_source(source: str | os.PathLike | bytes | bytearray | memoryview, tim
         return _b64(payload, _short(text)), _short(text)
     path = Path(text).expanduser()
     try:
-        if path.is_file():
-            return path.read_bytes(), text
-        if path.exists():
-            raise UnsupportedMediaError(text, "not a regular file")
+        is_file, exists = path.is_file(), path.exists()
     except OSError:  # a long base64 string is not a valid file name
-        pass
+        is_file = exists = False
+    if is_file:
+        try:
+            return path.read_bytes(), text
+        except OSError as error:
+            raise MediaError(text, f"cannot read the file: {error.strerror or error}") from None
+    if exists:
+        raise UnsupportedMediaError(text, "not a regular file")
     if len(text) > 256 and _BASE64_RE.match(text[:4096]):
         return _b64(text, None), None
     raise MediaNotFoundError(text, "no such file")

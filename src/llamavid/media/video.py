@@ -153,8 +153,11 @@ def load_video(
         raise UnsupportedMediaError(str(p), "not a regular file")
     if p.stat().st_size == 0:
         raise EmptyMediaError(str(p), "the file is empty (0 bytes)")
-    with open(p, "rb") as handle:
-        head = handle.read(16)
+    try:
+        with open(p, "rb") as handle:
+            head = handle.read(16)
+    except OSError as error:
+        raise MediaError(str(p), f"cannot read the file: {error.strerror or error}") from None
     if head.startswith((b"GIF87a", b"GIF89a")):
         return frame_sources.load_animated_image(p, fps, num_frames, max_frames, size)
     return _load_with_pyav(p, head, fps, num_frames, max_frames, size, approximate, progress)
