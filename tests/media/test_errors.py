@@ -137,3 +137,13 @@ def test_bad_arguments(cfr_h264):
 def test_empty_folder(tmp_path):
     with pytest.raises(EmptyMediaError):
         load_video(tmp_path)
+
+
+def test_output_too_large_for_memory(cfr_h264, monkeypatch):
+    import llamavid.media.video as video
+
+    monkeypatch.setattr(video, "MAX_OUTPUT_BYTES", 9 * 32 * 32 * 3)
+    with pytest.raises(MediaTooLargeError, match="10 frames of 32x32"):
+        load_video(cfr_h264)
+    assert len(load_video(cfr_h264, max_frames=9)) == 9
+    assert load_video(cfr_h264, size=16).frames.shape == (10, 16, 16, 3)

@@ -43,6 +43,7 @@ from .errors import (
     EmptyMediaError,
     MediaError,
     MediaNotFoundError,
+    MediaTooLargeError,
     MediaWarning,
     NoVideoStreamError,
     UnsupportedMediaError,
@@ -63,6 +64,9 @@ SEEK_MIN_GAIN_S = 1.0
 #: swscale filter for resizing; bicubic like the CLIP processor's PIL resize.
 INTERPOLATION = "BICUBIC"
 _PROGRESS_EVERY = 16
+#: Refuse to start when the frames asked for would need more memory than this (bytes): an
+#: hour of 4K at 1 fps and native size is 90 GB. The error suggests ``size`` or ``max_frames``.
+MAX_OUTPUT_BYTES = 32 << 30
 
 # First bytes of containers we can recognise, to tell "damaged video" from "not a video".
 _CONTAINER_MAGIC = (b"\x1a\x45\xdf\xa3", b"RIFF", b"FLV", b"OggS", b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3")
@@ -298,6 +302,7 @@ def _load_with_pyav(path, head, fps, num_frames, max_frames, size, approximate, 
         except _NeedDuration:
             info.duration = _scan_duration(container, stream, info)
             selector = _plan(info, fps, num_frames, max_frames)
+        _check_output_size(path, stream, info, selector, size)
         stream.codec_context.thread_type = "AUTO"
         decoder = _Decoder(container, stream, info, selector, size, path)
         if approximate:
@@ -316,6 +321,25 @@ def _load_with_pyav(path, head, fps, num_frames, max_frames, size, approximate, 
         raise CorruptMediaError(str(path), _ffmpeg_reason(error)) from None
     finally:
         container.close()
+
+
+def _check_output_size(path: Path, stream, info: _StreamInfo, selector: Selector, size: int | None) -> None:
+    if selector.targets is not None:
+        count = len(selector.targets)
+    elif selector.by_index and info.num_frames:
+        count = math.ceil(info.num_frames / selector.step)
+    elif info.duration > 0:
+        count = math.floor(info.duration / selector.step) + 1
+    else:
+        return
+    width, height = resized_shape(stream.codec_context.width or 1, stream.codec_context.height or 1, size)
+    needed = count * width * height * 3
+    if needed > MAX_OUTPUT_BYTES:
+        raise MediaTooLargeError(
+            str(path),
+            f"{count} frames of {width}x{height} need {needed / 2**30:.0f} GiB; "
+            "pass a smaller size, a lower fps or max_frames",
+        )
 
 
 def _sample_interval(info: _StreamInfo, selector: Selector) -> float:
