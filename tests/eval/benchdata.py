@@ -89,9 +89,7 @@ def make_mme(root: Path) -> Path:
     )
     for q in ("Does the code print 3?", "Does the code print 4?"):
         rows.append({"question_id": "code_reasoning/0020.png", "image": "code_reasoning/images/0020.png", "text": q + SHORT, "category": "code_reasoning"})
-    # MME repeats question_id for the two questions of an image: LLaVA's loader writes both lines
-    for index, row in enumerate(rows):
-        row["question_id"] = f"{row['question_id']}" if index % 2 == 0 else row["question_id"]
+    # as in the official file, both questions of an image share its question_id
     _jsonl(root / "llava_mme.jsonl", rows)
     return root
 
@@ -101,7 +99,7 @@ def make_seed(root: Path) -> Path:
     for i, (kind, answer) in enumerate([("image", "A"), ("image", "B"), ("video", "C")]):
         folder = "SEED-Bench-image" if kind == "image" else "SEED-Bench-video-image"
         _image(root / folder / f"{i}.png", 10 + i)
-        llava.append({"question_id": str(100 + i), "image": f"{folder}/{i}.png", "text": f"Which?\nA. x\nB. y\nC. z\nAnswer with the option's letter from the given choices directly."})
+        llava.append({"question_id": str(100 + i), "image": f"{folder}/{i}.png", "text": "Which?\nA. x\nB. y\nC. z\nAnswer with the option's letter from the given choices directly."})
         questions.append({"question_id": str(100 + i), "question_type_id": 1 if kind == "image" else 10, "data_type": kind, "answer": answer})
     _jsonl(root / "llava-seed-bench.jsonl", llava)
     _json(root / "SEED-Bench.json", {"questions": questions, "question_type": {"Scene Understanding": 1, "Action Recognition": 10}})
