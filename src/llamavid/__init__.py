@@ -2,16 +2,27 @@
 
 A re-implementation of LLaMA-VID (Li, Wang and Jia, 2023) on transformers: `LlamaVidForConditionalGeneration`
 and `LlamaVidProcessor` load converted released checkpoints (`llamavid convert`) and our own folders.
+Attributes load lazily so that the command line starts fast; importing `llamavid.modeling` registers the model
+with transformers' Auto classes.
 """
 
-from transformers import AutoConfig, AutoModelForImageTextToText
-
-from .configuration import LlamaVidConfig
-from .modeling import LlamaVidForConditionalGeneration
-from .processing import LlamaVidProcessor
-
-AutoConfig.register(LlamaVidConfig.model_type, LlamaVidConfig, exist_ok=True)
-AutoModelForImageTextToText.register(LlamaVidConfig, LlamaVidForConditionalGeneration, exist_ok=True)
+from importlib import import_module
 
 __version__ = "0.1.0"
-__all__ = ["LlamaVidConfig", "LlamaVidForConditionalGeneration", "LlamaVidProcessor", "__version__"]
+
+_EXPORTS = {
+    "LlamaVidConfig": "llamavid.configuration",
+    "LlamaVidForConditionalGeneration": "llamavid.modeling",
+    "LlamaVidProcessor": "llamavid.processing",
+    "ChatEngine": "llamavid.engine",
+    "load_model": "llamavid.loading",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'llamavid' has no attribute {name!r}")
+
+
+__all__ = [*_EXPORTS, "__version__"]

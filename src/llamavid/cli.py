@@ -12,7 +12,9 @@ import logging
 import os
 import sys
 
-USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError, RuntimeError)
+from .media.errors import MediaError
+
+USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError, RuntimeError, MediaError, OSError)
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -50,7 +52,7 @@ def _demo(args: argparse.Namespace) -> int:
 # Sub-commands living in their own packages: each module has `register(commands)` adding its parser(s), with
 # `run` set to a function of the parsed arguments. Imported only to build the parser (their heavy imports stay
 # inside `run`).
-COMMAND_MODULES: tuple[str, ...] = ("llamavid.eval.cli",)
+COMMAND_MODULES: tuple[str, ...] = ("llamavid.chat_cli", "llamavid.eval.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if not sys.stderr.isatty():
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
     try:
         return args.run(args)
     except KeyboardInterrupt:

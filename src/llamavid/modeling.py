@@ -22,7 +22,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    GenerationMixin,
+    PreTrainedModel,
+)
 from transformers.modeling_outputs import ModelOutput
 from transformers.models.instructblip.modeling_instructblip import (
     InstructBlipQFormerModel,
@@ -407,6 +413,9 @@ class LlamaVidForConditionalGeneration(LlamaVidPreTrainedModel, GenerationMixin)
             vision_features_include_cls=include_cls,
         )
 
+
+AutoConfig.register(LlamaVidConfig.model_type, LlamaVidConfig, exist_ok=True)
+AutoModelForImageTextToText.register(LlamaVidConfig, LlamaVidForConditionalGeneration, exist_ok=True)
 
 __all__ = [
     "LlamaVidForConditionalGeneration",

@@ -1,0 +1,303 @@
+"""The chat engine shared by the CLI, the web demo and the HTTP API.
+
+One object holds the model, the processor and a feature cache. The vision tower runs once per media file (its
+output depends only on the file, the sampling and the tower, so it is cached in memory and optionally on disk);
+each turn runs only the question-dependent part: Q-Former, token generation and the LLM.
+
+How later turns place the media: as in training (`imgsp_v1`, spec section 2.4), every user turn of a
+conversation about a medium carries its own placeholder, and its visual tokens are computed with that turn's
+question as the Q-Former prompt. The original CLI instead re-inserted the placeholder only into the newest turn
+and re-encoded the media each time; we keep the training layout, which costs two tokens a frame per turn.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .conversation import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, get_template
+from .features import FeatureCache, cache_key, file_digest, vision_fingerprint
+from .processing import Video
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".jfif"}
+
+
+class ContextLengthError(ValueError):
+    """Prompt plus visual tokens plus the answer do not fit the model's context."""
+
+
+@dataclass
+class GenerationSettings:
+    """How answers are sampled. temperature 0 means greedy; the same seed gives the same answer."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 512
+    seed: int | None = None
+
+    def __post_init__(self):
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+
+@dataclass
+class MediaFeatures:
+    """Vision-tower output of one image or video: (F, T, V) features, CLS kept unless `include_cls` is False."""
+
+    features: torch.Tensor
+    is_video: bool
+    timestamps: list[float] = field(default_factory=list)
+    include_cls: bool = True
+    source: str | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.features.shape[0])
+
+
+@dataclass
+class Message:
+    role: str  # "user" or "assistant"
+    content: str
+
+
+def _as_messages(messages) -> list[Message]:
+    out = []
+    for message in messages:
+        if isinstance(message, Message):
+            out.append(message)
+        elif isinstance(message, dict):
+            out.append(Message(message["role"], message["content"]))
+        else:
+            out.append(Message(*message))
+    return out
+
+
+class ChatEngine:
+    """Model + processor + feature cache; see the module docstring."""
+
+    def __init__(
+        self,
+        model,
+        processor,
+        cache: FeatureCache | None = None,
+        fps: float | None = None,
+        max_frames: int | None = None,
+        vision_batch_size: int = 32,
+    ):
+        self.model = model
+        self.processor = processor
+        self.config = model.config
+        self.cache = cache or FeatureCache()
+        self.fps = fps or self.config.video_fps
+        self.max_frames = max_frames
+        self.vision_batch_size = vision_batch_size
+        self._fingerprint: str | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        device: str = "auto",
+        dtype: str | None = None,
+        bits: int | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        **kwargs,
+    ) -> ChatEngine:
+        from .loading import load_model
+
+        model, processor = load_model(path, device=device, dtype=dtype, bits=bits)
+        return cls(model, processor, cache=FeatureCache(cache_dir), **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    @property
+    def context_length(self) -> int:
+        """Positions the LLM can attend over: its position table, stretched by linear RoPE scaling."""
+        text = self.config.text_config
+        scaling = getattr(text, "rope_parameters", None) or {}
+        factor = scaling.get("factor", 1.0) if scaling.get("rope_type") == "linear" else 1.0
+        return int(text.max_position_embeddings * factor)
+
+    # -- media -----------------------------------------------------------------------------------------------
+
+    def encode_media(self, source) -> MediaFeatures:
+        """Vision features of an image or video (path, PIL image, frame array, `Video`, or `MediaFeatures`),
+        from the cache when this content was seen before with the same settings and tower."""
+        if isinstance(source, MediaFeatures):
+            return source
+        if isinstance(source, (str, os.PathLike)):
+            return self._encode_file(Path(source))
+        is_video = isinstance(source, Video) or (isinstance(source, np.ndarray) and source.ndim == 4)
+        pixels = self.processor.preprocess(source)
+        return MediaFeatures(self._vision(pixels), is_video=is_video)
+
+    def _encode_file(self, path: Path) -> MediaFeatures:
+        from .media import MediaNotFoundError, load_image, load_video
+
+        if not path.exists():
+            raise MediaNotFoundError(str(path), "no such file or folder")
+        is_image = path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+        settings = {"kind": "image" if is_image else "video", "fps": self.fps, "max_frames": self.max_frames,
+                    "pad": self.config.pad_to_square}
+        digest = file_digest(path) if path.is_file() else f"dir:{path.resolve()}:{path.stat().st_mtime_ns}"
+        key = cache_key(digest, settings, self._vision_fingerprint())
+
+        def compute() -> dict[str, torch.Tensor]:
+            if is_image:
+                pixels, times = self.processor.preprocess(load_image(path)), [0.0]
+            else:
+                clip = load_video(path, fps=self.fps, max_frames=self.max_frames, size=self.config.image_size)
+                pixels, times = self.processor.preprocess(Video(clip.frames)), list(clip.timestamps)
+            return {"features": self._vision(pixels).cpu(), "timestamps": torch.tensor(times, dtype=torch.float64)}
+
+        entry = self.cache.get_or_compute(key, compute)
+        return MediaFeatures(
+            entry["features"], is_video=not is_image, timestamps=entry["timestamps"].tolist(), source=str(path)
+        )
+
+    def _vision(self, pixels: torch.Tensor) -> torch.Tensor:
+        dtype = self.model.vision_tower.model.embeddings.patch_embedding.weight.dtype
+        with torch.inference_mode():
+            return self.model.get_vision_features(pixels.to(self.device, dtype), batch_size=self.vision_batch_size)
+
+    def _vision_fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = vision_fingerprint(self.model, self.processor.image_processor)
+        return self._fingerprint
+
+    # -- prompts ---------------------------------------------------------------------------------------------
+
+    def build_inputs(self, messages: Sequence, media: MediaFeatures | None, template: str | None = None) -> dict:
+        """Model inputs for a conversation ending with a user turn: every user turn shows the media (if any)
+        with its own question as the Q-Former prompt."""
+        messages = _as_messages(messages)
+        if not messages or messages[-1].role != "user":
+            raise ValueError("The conversation must end with a user message")
+        placeholder = VIDEO_PLACEHOLDER if media is not None and media.is_video else IMAGE_PLACEHOLDER
+        turns, prompts = [], []
+        for message in messages:
+            text = message.content.replace(IMAGE_PLACEHOLDER, "").replace(VIDEO_PLACEHOLDER, "").strip()
+            if media is not None and message.role == "user":
+                prompts.append(text)
+                text = f"{placeholder}\n{text}"
+            turns.append((message.role, text))
+        prompt = get_template(template or self.config.chat_template).render(turns)
+        frames = [media.num_frames] * len(prompts) if media is not None else []
+        ids = self.processor.tokenize(prompt, frames)
+        inputs = {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
+        if media is not None:
+            inputs["qformer_input_ids"], inputs["qformer_attention_mask"] = self.processor.tokenize_qformer(prompts)
+            inputs["vision_features"] = media.features
+            inputs["vision_features_include_cls"] = media.include_cls
+            inputs["media_frame_counts"] = torch.tensor([media.num_frames])
+            inputs["segment_media_index"] = torch.zeros(len(prompts), dtype=torch.long)
+        self._check_length(len(ids), media, len(prompts))
+        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+
+    def _check_length(self, length: int, media: MediaFeatures | None, segments: int) -> None:
+        limit = self.context_length
+        if length < limit:
+            return
+        message = f"The prompt needs {length} tokens but the model's context is {limit} tokens"
+        if media is not None:
+            per_frame = self.config.tokens_per_frame
+            visual = media.num_frames * per_frame * segments
+            text = length - visual
+            fit = max(0, (limit - text - 64) // (per_frame * segments))
+            message += (
+                f" ({visual} visual: {media.num_frames} frames x {per_frame} tokens x {segments} turn(s)); "
+                f"use at most {fit} frames (--max-frames {fit}) or start a new conversation"
+            )
+        raise ContextLengthError(message)
+
+    # -- chat ------------------------------------------------------------------------------------------------
+
+    def chat(
+        self,
+        messages: Sequence,
+        media=None,
+        template: str | None = None,
+        settings: GenerationSettings | None = None,
+        **generation,
+    ) -> Iterator[str]:
+        """Stream the assistant's answer to `messages` (the last one a user turn) about `media`, piece by piece."""
+        settings = settings or GenerationSettings(**generation)
+        features = self.encode_media(media) if media is not None else None
+        inputs = self.build_inputs(messages, features, template)
+        chat_template = get_template(template or self.config.chat_template)
+        yield from self._generate(inputs, settings, chat_template.stop_string)
+
+    def _generate(self, inputs: dict, settings: GenerationSettings, stop: str) -> Iterator[str]:
+        from transformers import TextIteratorStreamer
+
+        tokenizer = self.processor.tokenizer
+        room = self.context_length - inputs["input_ids"].shape[1]
+        kwargs = dict(
+            **inputs,
+            max_new_tokens=min(settings.max_new_tokens, room),
+            do_sample=settings.temperature > 0,
+            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+        )
+        if settings.temperature > 0:
+            kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=0)
+        if stop and stop != tokenizer.eos_token:
+            kwargs.update(stop_strings=[stop], tokenizer=tokenizer)
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=None)
+        errors: list[BaseException] = []
+
+        def work():
+            try:
+                with self._lock, torch.inference_mode():
+                    if settings.seed is not None:
+                        torch.manual_seed(settings.seed)
+                    self.model.generate(**kwargs, streamer=streamer)
+            except BaseException as error:  # surfaced in the caller's thread below
+                errors.append(error)
+                streamer.end()
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        held, stopped = "", False
+        for piece in streamer:
+            if stopped:  # drain what generation still emits after the stop string
+                continue
+            held += piece
+            cut = held.find(stop) if stop else -1
+            if cut >= 0:
+                held, stopped = held[:cut], True
+                continue
+            # hold back text that could be the start of the stop string
+            safe = len(held) - _overlap(held, stop)
+            if safe > 0:
+                yield held[:safe]
+                held = held[safe:]
+        thread.join()
+        if errors:
+            raise errors[0]
+        if held:
+            yield held
+
+
+def _overlap(text: str, stop: str) -> int:
+    """Length of the longest suffix of `text` that is a proper prefix of `stop`."""
+    for size in range(min(len(stop) - 1, len(text)), 0, -1):
+        if text.endswith(stop[:size]):
+            return size
+    return 0
+
+
+__all__ = ["ChatEngine", "ContextLengthError", "GenerationSettings", "MediaFeatures", "Message"]
