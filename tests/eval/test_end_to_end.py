@@ -116,3 +116,23 @@ def test_resume_after_sigkill(model_dir, tmp_path):
         handle.write('{"question_id": 30')
     assert main(["eval", "run", "vqav2", *base, "--out", str(killed.parent)]) == 0
     assert killed.read_text() == reference
+
+
+def test_data_mistakes_are_one_line_errors(model_dir, tmp_path, capsys):
+    data = make("gqa", tmp_path / "gqa")
+    (data / "llava_gqa_testdev_balanced.jsonl").unlink()
+    assert main(["eval", "run", "gqa", "--model", str(model_dir), "--data", str(data), "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "llava_gqa_testdev_balanced.jsonl" in error and "expected layout" in error
+    broken = make("msvd-qa", tmp_path / "msvd")
+    (broken / "test_qa.json").write_text("[{")
+    assert main(["eval", "run", "msvd-qa", "--model", str(model_dir), "--data", str(broken), "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "test_qa.json is not valid JSON" in error
+    (broken / "test_qa.json").write_text('[{"video_id": "nope", "question": "q", "id": 0, "answer": "a"}]')
+    assert main(["eval", "run", "msvd-qa", "--model", str(model_dir), "--data", str(broken), "--out", str(tmp_path)]) == 2
+    assert "missing video nope" in capsys.readouterr().err
+    assert main(["eval", "score", "gqa", "--answers", str(tmp_path / "none.jsonl"), "--data", str(data)]) == 2
+    assert "missing answers file" in capsys.readouterr().err
+    assert main(["eval", "score", "msvd-qa", "--answers", str(broken / "test_qa.json")]) == 2
+    assert "--judge-base-url" in capsys.readouterr().err

@@ -43,11 +43,13 @@ def _run(args: argparse.Namespace) -> int:
     for folder in folders.values():
         if not folder.is_dir():
             raise FileNotFoundError(f"missing benchmark folder {folder}")
+    # read every question file first: a data mistake should not wait for a 7B model to load
+    questions = {bench.name: bench.load(folders[bench.name], settings.split) for bench in benches}
     model, processor = load_model(args.model, device=args.device, dtype=args.dtype)
     for bench in benches:
         cache = Path(args.feature_cache) if args.feature_cache else Path(args.out) / "features"
         generator = AnswerGenerator(model, processor, cache if bench.video else None)
-        path = run_benchmark(bench, generator, folders[bench.name], Path(args.out), settings)
+        path = run_benchmark(bench, generator, folders[bench.name], Path(args.out), settings, questions[bench.name])
         print(f"{bench.name}: answers in {path}", flush=True)
     return 0
 

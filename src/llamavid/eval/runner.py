@@ -219,9 +219,13 @@ def clean_output(text: str) -> str:
     return text.strip()
 
 
-def run_benchmark(bench: Benchmark, generator: AnswerGenerator, data: Path, out: Path, settings: RunSettings) -> Path:
-    """Generate the missing answers of this shard into its answers file; returns the file."""
-    items = bench.load(Path(data), settings.split)
+def run_benchmark(
+    bench: Benchmark, generator: AnswerGenerator, data: Path, out: Path, settings: RunSettings, items: list | None = None
+) -> Path:
+    """Generate the missing answers of this shard into its answers file; returns the file.
+
+    `items`: the benchmark's questions when already loaded (the CLI checks the data before loading the model)."""
+    items = bench.load(Path(data), settings.split) if items is None else items
     if settings.limit is not None:
         items = items[: settings.limit]
     items = shard(items, settings.num_shards, settings.shard_index)
