@@ -1,0 +1,26 @@
+"""`llamavid serve`: one process, one engine, an OpenAI-compatible HTTP API and the web demo.
+
+The original LLaMA-VID served its demo with a controller, model workers and a Gradio 3 page speaking a private
+NUL-delimited protocol (spec section 6.3), and answered requests one at a time. Here one FastAPI app holds one
+engine (model, processor, feature cache); the API follows the shapes of vLLM's OpenAI-compatible server so
+existing clients work unchanged, requests that arrive together are batched into one left-padded `generate`, and
+the Gradio page is mounted on the same app and goes through the same scheduler.
+
+Modules: `settings` (limits and switches), `errors` (the JSON error shape), `schemas` (request parsing and
+response bodies), `media` (URLs -> bytes -> cached vision features, with limits), `prompts` (a conversation ->
+token ids and Q-Former prompts), `scheduler` (batching), `app` (routes), `web` (the Gradio page), `cli`.
+"""
+
+from __future__ import annotations
+
+from .settings import ServeSettings
+
+__all__ = ["ServeSettings", "create_app"]
+
+
+def __getattr__(name):
+    if name == "create_app":  # FastAPI is an optional extra: import it only when an app is built
+        from .app import create_app
+
+        return create_app
+    raise AttributeError(name)
