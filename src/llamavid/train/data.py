@@ -1,0 +1,271 @@
+"""LLaVA-format training data, loaded lazily (spec 4.1-4.3, 4.8).
+
+A data file is a JSON list (or JSON lines) of records `{"id", "image" | "video", "conversations"}`; `image`
+is relative to `image_folder`, `video` to `video_folder`; a `video` ending in `.pkl` is a long-video feature
+file (`{"feats": float16 [T, 1 + N, V], "inputs": "<image>subtitle<image>..."}`, CLS stored and dropped at
+load) relative to `feature_folder` (default: `video_folder`). Records without media are text-only.
+
+Differences with the original: a sample that fails to load is not silently replaced by a random one; it is
+counted and logged, and then either replaced by the next sample (`on_error="skip"`, the count is in
+`stats`) or the run stops (`on_error="fail"`). Token-count mismatches are handled the same way
+(`on_mismatch="mask"` masks and counts, as the weights were trained; `"fail"` stops).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from ..conversation import IMAGE_PLACEHOLDER
+from ..processing import pad_colour, pad_to_square
+from .preprocess import preprocess
+
+logger = logging.getLogger(__name__)
+
+MAX_SUBSTITUTIONS = 10
+LOGGED_PROBLEMS = 5
+
+
+class DataError(ValueError):
+    """A training sample could not be used (missing file, bad record, token mismatch) and the settings say
+    not to go on."""
+
+
+@dataclass
+class DataSettings:
+    """Where the data is and how samples become tensors (the original's `DataArguments`)."""
+
+    data_path: str
+    """JSON list or JSON-lines file of LLaVA-format records."""
+    image_folder: str | None = None
+    video_folder: str | None = None
+    feature_folder: str | None = None
+    """Folder of long-video `.pkl` feature files (default: `video_folder`)."""
+    template: str = "imgsp_v1"
+    """Conversation template: plain_guided (stage 1), imgsp_v1 (stages 2-3), vicuna_v1, llava_v1, llama_2."""
+    model_max_length: int = 2048
+    """Text ids are truncated to this before visual expansion (one id per placeholder), as in the original."""
+    pad_images: bool | None = None
+    """Pad images to a square ("pad" in the original: stages 2-3); None = the model config's pad_to_square."""
+    video_fps: float | None = None
+    """Frames a second sampled from videos; None = the model config's video_fps (1)."""
+    max_frames: int | None = None
+    """Cap on frames per video (uniformly spread); the original has none."""
+    decode_size: int | None = None
+    """Resize frames at decode time (shortest edge), cheaper than resizing full frames later."""
+    on_error: Literal["skip", "fail"] = "skip"
+    on_mismatch: Literal["mask", "fail"] = "mask"
+    cache_media: bool = False
+    """Keep decoded pixels in memory (small synthetic sets: decode each video once)."""
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.on_error not in ("skip", "fail"):
+            raise ValueError(f"data.on_error must be 'skip' or 'fail', got {self.on_error!r}")
+        if self.on_mismatch not in ("mask", "fail"):
+            raise ValueError(f"data.on_mismatch must be 'mask' or 'fail', got {self.on_mismatch!r}")
+        if self.model_max_length < 8:
+            raise ValueError(f"data.model_max_length must be at least 8, got {self.model_max_length}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ValueError(f"data.max_frames must be at least 1, got {self.max_frames}")
+        if self.video_fps is not None and self.video_fps <= 0:
+            raise ValueError(f"data.video_fps must be positive, got {self.video_fps}")
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """Records of a JSON list or JSON-lines file, with the fields every record needs checked up front."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training data file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        records = (
+            json.loads(text)
+            if text.lstrip().startswith("[")
+            else [json.loads(line) for line in text.splitlines() if line.strip()]
+        )
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON or JSON lines ({error.msg}, line {error.lineno})") from None
+    for number, record in enumerate(records):
+        if not isinstance(record, dict) or not isinstance(record.get("conversations"), list):
+            raise ValueError(f"{path}: record {number} has no 'conversations' list")
+    if not records:
+        raise ValueError(f"{path}: no records")
+    return records
+
+
+def modality_lengths(records: list[dict]) -> list[int]:
+    """Spec 4.7: words over all messages, positive for samples with media, negative for text-only ones."""
+    lengths = []
+    for record in records:
+        words = sum(len(m.get("value", "").split()) for m in record["conversations"])
+        lengths.append(words if ("image" in record or "video" in record) else -words)
+    return lengths
+
+
+class SupervisedDataset(torch.utils.data.Dataset):
+    """LLaVA-format samples -> dicts the `Collator` batches (see the module docstring)."""
+
+    def __init__(self, settings: DataSettings, tokenizer, image_processor, config):
+        self.settings = settings
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.config = config
+        self.records = read_records(settings.data_path)
+        self.lengths = modality_lengths(self.records)
+        self.stats: Counter = Counter()
+        self.epoch = 0
+        self._cache: dict[int, tuple] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def modality_lengths(self) -> list[int]:
+        return self.lengths
+
+    def __getitem__(self, index: int) -> dict:
+        for attempt in range(MAX_SUBSTITUTIONS):
+            candidate = (index + attempt) % len(self.records)
+            try:
+                return self.load(candidate)
+            except DataError:
+                raise
+            except Exception as error:  # noqa: BLE001 - every loading problem is counted and reported
+                self._problem("load_errors", candidate, f"{type(error).__name__}: {error}")
+                if self.settings.on_error == "fail":
+                    raise DataError(f"sample {candidate} failed to load: {error}") from error
+        raise DataError(f"{MAX_SUBSTITUTIONS} samples in a row from {index} failed to load; see the log")
+
+    def _problem(self, kind: str, index: int, message: str) -> None:
+        self.stats[kind] += 1
+        record_id = self.records[index].get("id", index)
+        level = logging.WARNING if self.stats[kind] <= LOGGED_PROBLEMS else logging.DEBUG
+        logger.log(
+            level,
+            "%s in sample %s (%d so far): %s",
+            kind.replace("_", " ")[:-1],
+            record_id,
+            self.stats[kind],
+            message,
+        )
+
+    def load(self, index: int) -> dict:
+        """One sample without substitution (raises on any problem)."""
+        record = self.records[index]
+        has_media = "image" in record or "video" in record
+        media = self._media(index, record) if has_media else None
+        movie_inputs = media.get("movie_inputs") if media else None
+        rng = random.Random(f"{self.settings.seed}-{self.epoch}-{index}")
+        result = preprocess(
+            record["conversations"],
+            self.tokenizer,
+            self.settings.template,
+            self.config.image_token_id,
+            has_media,
+            rng,
+            movie_inputs=movie_inputs,
+        )
+        if result.mismatch:
+            self._problem("mismatches", index, "; ".join(result.notes))
+            if self.settings.on_mismatch == "fail":
+                raise DataError(f"sample {record.get('id', index)}: {'; '.join(result.notes)}")
+        self.stats["samples"] += 1
+        sample = {"input_ids": result.input_ids, "labels": result.labels, "prompts": result.prompts}
+        if media is None:
+            if result.prompts:
+                raise ValueError(
+                    f"text-only sample has {len(result.prompts)} {IMAGE_PLACEHOLDER} placeholders"
+                )
+            return sample
+        frames = media["frames"]
+        if movie_inputs is None:
+            sample.update(expand_each=frames * self.config.tokens_per_frame, per_segment=1)
+        else:
+            per_segment = frames * self.config.tokens_per_frame
+            placeholders = sum(1 for i in result.input_ids if i == self.config.image_token_id)
+            if placeholders != per_segment:
+                raise ValueError(
+                    f"long-video inputs hold {placeholders} placeholders for {frames} frames x "
+                    f"{self.config.tokens_per_frame} tokens"
+                )
+            sample.update(expand_each=1, per_segment=per_segment)
+        sample.update({key: media[key] for key in ("pixel_values", "vision_features") if key in media})
+        return sample
+
+    # -- media -----------------------------------------------------------------------------------------------
+
+    def _media(self, index: int, record: dict) -> dict:
+        if self.settings.cache_media and index in self._cache:
+            return self._cache[index]
+        if "image" in record:
+            media = self._image(record["image"])
+        elif str(record["video"]).endswith(".pkl"):
+            media = self._movie(record["video"])
+        else:
+            media = self._video(record["video"])
+        if self.settings.cache_media:
+            self._cache[index] = media
+        return media
+
+    def _path(self, folder: str | None, name: str, kind: str) -> Path:
+        if folder is None and not Path(name).is_absolute():
+            raise ValueError(f"a {kind} sample needs data.{kind}_folder (record path {name!r})")
+        return Path(folder or "") / name
+
+    def _image(self, name: str) -> dict:
+        from PIL import Image
+
+        from ..media import load_image
+
+        image = load_image(self._path(self.settings.image_folder, name, "image"))
+        if not isinstance(image, Image.Image):
+            image = Image.fromarray(np.asarray(image))
+        image = image.convert("RGB")
+        pad = self.config.pad_to_square if self.settings.pad_images is None else self.settings.pad_images
+        if pad:
+            image = pad_to_square(image, pad_colour(self.image_processor.image_mean))
+        pixels = self.image_processor([image], return_tensors="pt")["pixel_values"]
+        return {"pixel_values": pixels, "frames": 1}
+
+    def _video(self, name: str) -> dict:
+        from PIL import Image
+
+        from ..media import load_video
+
+        fps = self.settings.video_fps or self.config.video_fps
+        clip = load_video(
+            self._path(self.settings.video_folder, name, "video"),
+            fps=fps,
+            max_frames=self.settings.max_frames,
+            size=self.settings.decode_size,
+        )
+        frames = [Image.fromarray(frame) for frame in clip.frames]  # video frames are never padded
+        pixels = self.image_processor(frames, return_tensors="pt")["pixel_values"]
+        return {"pixel_values": pixels, "frames": len(frames)}
+
+    def _movie(self, name: str) -> dict:
+        """Long-video features (spec 4.8): drop CLS, each `<image>` repeated tokens_per_frame times."""
+        folder = self.settings.feature_folder or self.settings.video_folder
+        with open(self._path(folder, name, "video"), "rb") as handle:
+            # The original's format is a pickle: only open feature files you made or trust.
+            data = pickle.load(handle)  # noqa: S301
+        features = torch.as_tensor(np.asarray(data["feats"]))[:, 1:]  # (T, 1 + N, V) -> (T, N, V)
+        inputs = (
+            data["inputs"]
+            .replace("...", "")
+            .replace(IMAGE_PLACEHOLDER, IMAGE_PLACEHOLDER * self.config.tokens_per_frame)
+        )
+        return {"vision_features": features, "frames": features.shape[0], "movie_inputs": inputs}
+
+
+__all__ = ["DataError", "DataSettings", "SupervisedDataset", "modality_lengths", "read_records"]

@@ -1,0 +1,118 @@
+"""Tiny models for training tests, benchmarks and the demo: a real sentencepiece LLaMA tokenizer trained in a
+second on a small corpus, and LLaMA-VID configs at toy scale.
+
+The tokenizer matters for label masking: the original's v1 masking counts tokens with the legacy LLaMA
+sentencepiece tokenizer (a prefix space after `</s>`, a dangling `▁` after "ASSISTANT: "), so the toy tokenizer
+is the same kind of model (BPE, byte fallback, dummy prefix) loaded through transformers' `LlamaTokenizer`
+with `legacy=True`.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+SPECIAL_IDS = {"unk": 0, "bos": 1, "eos": 2}
+
+
+def train_sentencepiece_llama_tokenizer(corpus: Iterable[str], vocab_size: int = 512, directory=None):
+    """Train a BPE sentencepiece model on `corpus` and load it as a legacy LLaMA tokenizer (pad = `<unk>`).
+
+    The `tokenizer.model` file is written to `directory` (a temporary one by default), so the tokenizer can
+    be saved beside a model like any LLaMA tokenizer.
+    """
+    import sentencepiece as spm
+    from transformers import LlamaTokenizer
+
+    directory = Path(directory or tempfile.mkdtemp(prefix="llamavid-sp-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = [line for line in corpus if line.strip()]
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines),
+        model_prefix=str(directory / "tokenizer"),
+        vocab_size=vocab_size,
+        model_type="bpe",
+        byte_fallback=True,
+        add_dummy_prefix=True,
+        remove_extra_whitespaces=False,
+        normalization_rule_name="identity",
+        split_digits=True,
+        character_coverage=1.0,
+        unk_id=SPECIAL_IDS["unk"],
+        bos_id=SPECIAL_IDS["bos"],
+        eos_id=SPECIAL_IDS["eos"],
+        pad_id=-1,
+        hard_vocab_limit=False,
+        minloglevel=2,
+    )
+    logging.getLogger(__name__).debug("sentencepiece model written to %s", directory)
+    tokenizer = LlamaTokenizer.from_pretrained(
+        directory, legacy=True, add_bos_token=True, add_eos_token=False
+    )
+    tokenizer.pad_token = tokenizer.unk_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def tiny_llamavid_config(
+    text_vocab_size: int,
+    qformer_vocab_size: int,
+    image_size: int = 32,
+    patch_size: int = 8,
+    vision_width: int = 64,
+    vision_layers: int = 2,
+    qformer_width: int = 64,
+    qformer_layers: int = 1,
+    num_query: int = 4,
+    text_width: int = 128,
+    text_layers: int = 2,
+    **overrides,
+):
+    """A toy LLaMA-VID config (all sizes explicit, defaults as in facts.md's prototypes)."""
+    from ..configuration import LlamaVidConfig
+
+    settings = dict(
+        vision_config=dict(
+            hidden_size=vision_width,
+            intermediate_size=2 * vision_width,
+            num_hidden_layers=vision_layers,
+            num_attention_heads=4,
+            image_size=image_size,
+            patch_size=patch_size,
+        ),
+        qformer_config=dict(
+            vocab_size=qformer_vocab_size,
+            hidden_size=qformer_width,
+            num_hidden_layers=qformer_layers,
+            num_attention_heads=4,
+            intermediate_size=2 * qformer_width,
+            max_position_embeddings=64,
+            cross_attention_frequency=1,
+        ),
+        text_config=dict(
+            model_type="llama",
+            vocab_size=text_vocab_size,
+            hidden_size=text_width,
+            intermediate_size=2 * text_width,
+            num_hidden_layers=text_layers,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=1024,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+        ),
+        num_query=num_query,
+        compress="mean",
+        qformer_max_length=32,
+        max_sequence_length=1024,
+        pad_to_square=False,
+        chat_template="imgsp_v1",
+    )
+    settings.update(overrides)
+    return LlamaVidConfig(**settings)
+
+
+__all__ = ["train_sentencepiece_llama_tokenizer", "tiny_llamavid_config"]
