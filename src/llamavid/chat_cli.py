@@ -19,6 +19,9 @@ def register(commands) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--image", help="image file to talk about")
     source.add_argument("--video", help="video file or folder of frames to talk about")
+    source.add_argument(
+        "--features", help="movie feature file (llamavid extract-features, or the original's .pkl)"
+    )
     parser.add_argument("--model", required=True, help="llamavid model folder (see `llamavid convert`)")
     parser.add_argument("--prompt", help="ask this one question, print the answer and exit")
     parser.add_argument("--template", help="chat template (default: the one the model was trained with)")
@@ -31,8 +34,12 @@ def register(commands) -> None:
     parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), or a torch device name")
     parser.add_argument("--dtype", default="auto", help="auto, float32, float16 or bfloat16")
     bits = parser.add_mutually_exclusive_group()
-    bits.add_argument("--load-4bit", action="store_true", help="quantize the LLM to 4 bits (bitsandbytes, CUDA)")
-    bits.add_argument("--load-8bit", action="store_true", help="quantize the LLM to 8 bits (bitsandbytes, CUDA)")
+    bits.add_argument(
+        "--load-4bit", action="store_true", help="quantize the LLM to 4 bits (bitsandbytes, CUDA)"
+    )
+    bits.add_argument(
+        "--load-8bit", action="store_true", help="quantize the LLM to 8 bits (bitsandbytes, CUDA)"
+    )
     parser.add_argument("--cache-dir", help="keep vision features on disk here, reused across sessions")
     parser.set_defaults(run=run)
 
@@ -47,10 +54,15 @@ def run(args: argparse.Namespace) -> int:
         get_template(args.template)  # fail before loading the model
     bits = 4 if args.load_4bit else 8 if args.load_8bit else None
     engine = ChatEngine.from_pretrained(
-        args.model, device=args.device, dtype=args.dtype, bits=bits, cache_dir=args.cache_dir,
-        fps=args.fps, max_frames=args.max_frames,
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        bits=bits,
+        cache_dir=args.cache_dir,
+        fps=args.fps,
+        max_frames=args.max_frames,
     )
-    session = Session(engine, settings, args.template, args.image or args.video)
+    session = Session(engine, settings, args.template, args.image or args.video or args.features)
     if args.prompt is not None:
         session.ask(args.prompt)
         return 0
@@ -111,7 +123,9 @@ class Session:
             try:
                 if not self.command(text):
                     return 0
-            except USER_ERRORS as error:  # a bad /media path or an over-long prompt ends the turn, not the session
+            except (
+                USER_ERRORS
+            ) as error:  # a bad /media path or an over-long prompt ends the turn, not the session
                 print(f"error: {error}", file=sys.stderr)
 
     def command(self, text: str) -> bool:

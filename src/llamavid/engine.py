@@ -4,6 +4,10 @@ One object holds the model, the processor and a feature cache. The vision tower 
 output depends only on the file, the sampling and the tower, so it is cached in memory and optionally on disk);
 each turn runs only the question-dependent part: Q-Former, token generation and the LLM.
 
+Movies (precomputed feature files, spec sections 2.3, 4.8, 6.2) use the released long-video layout instead: one
+user turn with the start prompt, every frame's tokens followed by its subtitle lines, the end prompt and the
+question, which is also the Q-Former prompt of every frame. Later turns are plain text: the movie is shown once.
+
 How later turns place the media: as in training (`imgsp_v1`, spec section 2.4), every user turn of a
 conversation about a medium carries its own placeholder, and its visual tokens are computed with that turn's
 question as the Q-Former prompt. The original CLI instead re-inserted the placeholder only into the newest turn
@@ -22,9 +26,13 @@ import numpy as np
 import torch
 
 from .conversation import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, get_template
+from .feature_files import FeatureFile, FeatureFileError, read_feature_file
 from .features import FeatureCache, cache_key, file_digest, vision_fingerprint
 from .processing import Video
 
+FEATURE_SUFFIXES = {".safetensors", ".pkl"}
+MOVIE_START = "Below is a movie. Memorize the content and answer my question after watching this movie."
+MOVIE_END = "Now the movie end."
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".jfif"}
 
 
@@ -137,13 +145,15 @@ class ChatEngine:
     def encode_media(self, source) -> MediaFeatures:
         """Vision features of an image or video (path, PIL image, frame array, `Video`, or `MediaFeatures`),
         from the cache when this content was seen before with the same settings and tower."""
-        if isinstance(source, MediaFeatures):
+        if isinstance(source, (MediaFeatures, FeatureFile)):
             return source
         if isinstance(source, (str, os.PathLike)):
+            if Path(source).suffix.lower() in FEATURE_SUFFIXES:
+                return self.load_movie(source)
             return self._encode_file(Path(source))
         is_video = isinstance(source, Video) or (isinstance(source, np.ndarray) and source.ndim == 4)
         pixels = self.processor.preprocess(source)
-        return MediaFeatures(self._vision(pixels), is_video=is_video)
+        return MediaFeatures(self.vision_features(pixels), is_video=is_video)
 
     def _encode_file(self, path: Path) -> MediaFeatures:
         from .media import MediaNotFoundError, load_image, load_video
@@ -151,10 +161,14 @@ class ChatEngine:
         if not path.exists():
             raise MediaNotFoundError(str(path), "no such file or folder")
         is_image = path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
-        settings = {"kind": "image" if is_image else "video", "fps": self.fps, "max_frames": self.max_frames,
-                    "pad": self.config.pad_to_square}
+        settings = {
+            "kind": "image" if is_image else "video",
+            "fps": self.fps,
+            "max_frames": self.max_frames,
+            "pad": self.config.pad_to_square,
+        }
         digest = file_digest(path) if path.is_file() else f"dir:{path.resolve()}:{path.stat().st_mtime_ns}"
-        key = cache_key(digest, settings, self._vision_fingerprint())
+        key = cache_key(digest, settings, self.fingerprint)
 
         def compute() -> dict[str, torch.Tensor]:
             if is_image:
@@ -162,31 +176,60 @@ class ChatEngine:
             else:
                 clip = load_video(path, fps=self.fps, max_frames=self.max_frames, size=self.config.image_size)
                 pixels, times = self.processor.preprocess(Video(clip.frames)), list(clip.timestamps)
-            return {"features": self._vision(pixels).cpu(), "timestamps": torch.tensor(times, dtype=torch.float64)}
+            return {
+                "features": self.vision_features(pixels).cpu(),
+                "timestamps": torch.tensor(times, dtype=torch.float64),
+            }
 
         entry = self.cache.get_or_compute(key, compute)
         return MediaFeatures(
-            entry["features"], is_video=not is_image, timestamps=entry["timestamps"].tolist(), source=str(path)
+            entry["features"],
+            is_video=not is_image,
+            timestamps=entry["timestamps"].tolist(),
+            source=str(path),
         )
 
-    def _vision(self, pixels: torch.Tensor) -> torch.Tensor:
-        dtype = self.model.vision_tower.model.embeddings.patch_embedding.weight.dtype
-        with torch.inference_mode():
-            return self.model.get_vision_features(pixels.to(self.device, dtype), batch_size=self.vision_batch_size)
+    def load_movie(self, path: str | os.PathLike) -> FeatureFile:
+        """A feature file (ours or the original's `.pkl`), checked against this model's vision tower."""
+        movie = read_feature_file(path)
+        width, patches = self.config.vision_config.hidden_size, self.config.num_patches
+        tokens = movie.features.shape[1] - (1 if movie.include_cls else 0)
+        if movie.features.shape[-1] != width or tokens != patches:
+            raise FeatureFileError(
+                f"{path}: features of width {movie.features.shape[-1]} with {tokens} patches a frame do not fit this "
+                f"model's vision tower (width {width}, {patches} patches): extract them again with this model"
+            )
+        if movie.fingerprint and movie.fingerprint != self.fingerprint:
+            raise FeatureFileError(
+                f"{path}: extracted with another vision tower (fingerprint {movie.fingerprint[:12]}, this model's "
+                f"{self.fingerprint[:12]}): extract them again with this model"
+            )
+        return movie
 
-    def _vision_fingerprint(self) -> str:
+    def vision_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Vision tower over (F, 3, S, S) pixels in batches of `vision_batch_size`."""
+        with torch.inference_mode():
+            return self.model.get_vision_features(
+                pixels.to(self.device, self._vision_dtype()), batch_size=self.vision_batch_size
+            )
+
+    @property
+    def fingerprint(self) -> str:
+        """Digest of the vision tower and image processing: keys the cache and stamps feature files."""
         if self._fingerprint is None:
             self._fingerprint = vision_fingerprint(self.model, self.processor.image_processor)
         return self._fingerprint
 
     # -- prompts ---------------------------------------------------------------------------------------------
 
-    def build_inputs(self, messages: Sequence, media: MediaFeatures | None, template: str | None = None) -> dict:
+    def build_inputs(self, messages: Sequence, media, template: str | None = None) -> dict:
         """Model inputs for a conversation ending with a user turn: every user turn shows the media (if any)
-        with its own question as the Q-Former prompt."""
+        with its own question as the Q-Former prompt; a movie is shown once, in the first turn."""
         messages = _as_messages(messages)
         if not messages or messages[-1].role != "user":
             raise ValueError("The conversation must end with a user message")
+        if isinstance(media, FeatureFile):
+            return self._movie_inputs(messages, media, template)
         placeholder = VIDEO_PLACEHOLDER if media is not None and media.is_video else IMAGE_PLACEHOLDER
         turns, prompts = [], []
         for message in messages:
@@ -198,15 +241,64 @@ class ChatEngine:
         prompt = get_template(template or self.config.chat_template).render(turns)
         frames = [media.num_frames] * len(prompts) if media is not None else []
         ids = self.processor.tokenize(prompt, frames)
-        inputs = {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
+        inputs = {
+            "input_ids": torch.tensor([ids]),
+            "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
+        }
         if media is not None:
-            inputs["qformer_input_ids"], inputs["qformer_attention_mask"] = self.processor.tokenize_qformer(prompts)
+            inputs["qformer_input_ids"], inputs["qformer_attention_mask"] = self.processor.tokenize_qformer(
+                prompts
+            )
             inputs["vision_features"] = media.features
             inputs["vision_features_include_cls"] = media.include_cls
             inputs["media_frame_counts"] = torch.tensor([media.num_frames])
             inputs["segment_media_index"] = torch.zeros(len(prompts), dtype=torch.long)
         self._check_length(len(ids), media, len(prompts))
         return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+
+    def movie_text(self, movie: FeatureFile, question: str) -> str:
+        """The long-video user message: start prompt, each frame's placeholder and subtitles, end prompt,
+        question (no separators, as the original's movie script)."""
+        frames = "".join(IMAGE_PLACEHOLDER + " ".join(lines) for lines in movie.subtitles)
+        return f"{MOVIE_START}{frames}{MOVIE_END}\n{question}"
+
+    def _movie_inputs(self, messages: list[Message], movie: FeatureFile, template: str | None) -> dict:
+        question = messages[0].content.strip()
+        if len(movie.subtitles) != movie.num_frames:
+            raise FeatureFileError(f"{movie.num_frames} frames but {len(movie.subtitles)} subtitle lists")
+        turns = [(m.role, m.content) for m in messages]
+        turns[0] = ("user", self.movie_text(movie, question))
+        prompt = get_template(template or self.config.chat_template).render(turns)
+        ids = self.processor.tokenize(prompt, [1] * movie.num_frames)
+        self._check_movie_length(len(ids), movie)
+        qformer_ids, qformer_mask = self.processor.tokenize_qformer([question])
+        features = movie.features[:, 1:] if movie.include_cls else movie.features  # the original drops CLS
+        inputs = {
+            "input_ids": torch.tensor([ids]),
+            "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
+            "vision_features": features.to(self.device, self._vision_dtype()),
+            "vision_features_include_cls": False,
+            "media_frame_counts": torch.ones(movie.num_frames, dtype=torch.long),
+            "qformer_input_ids": qformer_ids.expand(movie.num_frames, -1),
+            "qformer_attention_mask": qformer_mask.expand(movie.num_frames, -1),
+        }  # one segment per frame, each with its subtitles after it; the default segment order is frame order
+        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+
+    def _check_movie_length(self, length: int, movie: FeatureFile) -> None:
+        limit = self.context_length
+        if length < limit:
+            return
+        per_frame = (length - len(self.processor.tokenize(self.movie_text(_no_frames(movie), ""), []))) / max(
+            movie.num_frames, 1
+        )
+        fit = int(max(0, limit - (length - per_frame * movie.num_frames) - 64) // max(per_frame, 1))
+        raise ContextLengthError(
+            f"The question and the movie need {length} tokens ({movie.num_frames} frames, {per_frame:.1f} tokens a "
+            f"frame with subtitles) but the model's context is {limit} tokens: about {fit} frames fit"
+        )
+
+    def _vision_dtype(self) -> torch.dtype:
+        return self.model.vision_tower.model.embeddings.patch_embedding.weight.dtype
 
     def _check_length(self, length: int, media: MediaFeatures | None, segments: int) -> None:
         limit = self.context_length
@@ -237,6 +329,8 @@ class ChatEngine:
         """Stream the assistant's answer to `messages` (the last one a user turn) about `media`, piece by piece."""
         settings = settings or GenerationSettings(**generation)
         features = self.encode_media(media) if media is not None else None
+        if isinstance(features, FeatureFile) and _as_messages(messages)[0].role != "user":
+            raise ValueError("A movie conversation must start with a user question")
         inputs = self.build_inputs(messages, features, template)
         chat_template = get_template(template or self.config.chat_template)
         yield from self._generate(inputs, settings, chat_template.stop_string)
@@ -290,6 +384,10 @@ class ChatEngine:
             raise errors[0]
         if held:
             yield held
+
+
+def _no_frames(movie: FeatureFile) -> FeatureFile:
+    return FeatureFile(movie.features[:0], [], [], movie.include_cls, movie.metadata)
 
 
 def _overlap(text: str, stop: str) -> int:

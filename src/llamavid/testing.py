@@ -60,7 +60,10 @@ def tiny_qformer_tokenizer():
         return build_qformer_tokenizer(path)
 
 
-def tiny_config(text_vocab_size: int = 320, qformer_vocab_size: int = 200, **overrides) -> LlamaVidConfig:
+def tiny_config(
+    text_vocab_size: int = 320, qformer_vocab_size: int = 200, text_overrides: dict | None = None, **overrides
+) -> LlamaVidConfig:
+    """`overrides` replace top-level fields; `text_overrides` fields of the LLM config (e.g. RoPE scaling)."""
     settings = dict(
         vision_config=dict(
             hidden_size=32,
@@ -96,6 +99,7 @@ def tiny_config(text_vocab_size: int = 320, qformer_vocab_size: int = 200, **ove
         qformer_max_length=32,
         max_sequence_length=2048,
     )
+    settings["text_config"].update(text_overrides or {})
     settings.update(overrides)
     return LlamaVidConfig(**settings)
 

@@ -1,0 +1,197 @@
+"""`llamavid extract-features`: vision features of whole videos, once, for movie chat and long-video training.
+
+Each video is decoded at the sampling rate (1 fps by default) straight at the model's size, run through the
+vision tower in batches, and written as one feature file (see `feature_files`) with its timestamps and, when a
+`.srt`/`.vtt` sits beside it (or is given), the subtitle lines aligned to its frames.
+
+Resumable by construction: finished files are skipped, files are written under a temporary name and renamed,
+and leftovers of a killed run are removed. Under `accelerate launch` every process takes every N-th video.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+VIDEO_SUFFIXES = {
+    ".mp4",
+    ".mkv",
+    ".avi",
+    ".mov",
+    ".webm",
+    ".m4v",
+    ".flv",
+    ".mpg",
+    ".mpeg",
+    ".ts",
+    ".wmv",
+    ".gif",
+}
+SUBTITLE_SUFFIXES = (".srt", ".vtt")
+
+logger = logging.getLogger(__name__)
+
+
+def find_videos(source: Path) -> list[Path]:
+    """A video file, or every video under a folder (recursively, in natural order)."""
+    from .media import MediaNotFoundError, natural_key
+
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise MediaNotFoundError(str(source), "no such file or folder")
+    videos = [p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
+    return sorted(videos, key=lambda p: [natural_key(part) for part in p.relative_to(source).parts])
+
+
+def subtitles_beside(video: Path) -> Path | None:
+    for suffix in SUBTITLE_SUFFIXES:
+        candidate = video.with_suffix(suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def output_path(video: Path, source: Path, out_dir: Path) -> Path:
+    relative = video.relative_to(source) if source.is_dir() else Path(video.name)
+    return out_dir / relative.with_suffix(".safetensors")
+
+
+def is_complete(path: Path) -> bool:
+    from .feature_files import FeatureFileError, read_feature_file
+
+    if not path.is_file():
+        return False
+    try:
+        read_feature_file(path)
+    except FeatureFileError:
+        return False
+    return True
+
+
+def extract_video(
+    engine, video: Path, subtitles: Path | None, fps: float, batch_size: int, progress: bool | None
+):
+    """FeatureFile of one video: frames at `fps`, vision features in batches (bounded memory for pixels)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .feature_files import FeatureFile
+    from .media import align_subtitles, load_subtitles, load_video
+    from .processing import Video
+
+    clip = load_video(video, fps=fps, size=engine.config.image_size, progress=progress)
+    features = []
+    bar = tqdm(total=len(clip), desc=video.name, unit="frame", disable=_quiet(progress), leave=False)
+    for start in range(0, len(clip), batch_size):
+        pixels = engine.processor.preprocess(Video(clip.frames[start : start + batch_size]))
+        features.append(engine.vision_features(pixels).to("cpu", torch.float16))
+        bar.update(pixels.shape[0])
+    bar.close()
+    lines = (
+        align_subtitles(load_subtitles(subtitles), clip.timestamps)
+        if subtitles
+        else [[] for _ in range(len(clip))]
+    )
+    metadata = {
+        "source": video.name,
+        "fps": fps,
+        "vision_fingerprint": engine.fingerprint,
+        "vision_width": engine.config.vision_config.hidden_size,
+        "image_size": engine.config.image_size,
+        "subtitle_file": subtitles.name if subtitles else "",
+    }
+    return FeatureFile(torch.cat(features), [float(t) for t in clip.timestamps], lines, True, metadata)
+
+
+def _quiet(progress: bool | None) -> bool | None:
+    """tqdm's `disable`: None lets it hide itself when stderr is not a terminal."""
+    return None if progress is None else not progress
+
+
+def shard(items: list, index: int, count: int) -> list:
+    return items[index::count]
+
+
+def extract_all(
+    engine,
+    source: Path,
+    out_dir: Path,
+    subtitles: Path | None = None,
+    fps: float = 1.0,
+    batch_size: int = 32,
+    process_index: int = 0,
+    num_processes: int = 1,
+    progress: bool | None = None,
+) -> Iterator[tuple[Path, str]]:
+    """Extract every video of `source` that this process owns; yields (output path, "done" | "skipped")."""
+    from tqdm.auto import tqdm
+
+    from .feature_files import write_feature_file
+
+    videos = shard(find_videos(source), process_index, num_processes)
+    if subtitles is not None and len(videos) > 1:
+        raise ValueError(
+            "--subtitles names one file: use it with a single video (or put .srt files beside each)"
+        )
+    for leftover in out_dir.rglob(".*.partial") if out_dir.is_dir() else []:
+        leftover.unlink(missing_ok=True)
+    for video in tqdm(videos, desc="videos", unit="video", disable=_quiet(progress)):
+        target = output_path(video, source, out_dir)
+        if is_complete(target):
+            yield target, "skipped"
+            continue
+        subtitle_file = subtitles or subtitles_beside(video)
+        write_feature_file(target, extract_video(engine, video, subtitle_file, fps, batch_size, progress))
+        yield target, "done"
+
+
+def register(commands) -> None:
+    parser = commands.add_parser("extract-features", help=run.__doc__, description=run.__doc__)
+    parser.add_argument("source", help="a video file, or a folder of videos (searched recursively)")
+    parser.add_argument("--model", required=True, help="llamavid model folder whose vision tower to use")
+    parser.add_argument("--out", required=True, help="output folder (one .safetensors per video)")
+    parser.add_argument(
+        "--subtitles", help=".srt/.vtt for a single video (default: the one beside each video)"
+    )
+    parser.add_argument("--fps", type=float, default=1.0, help="frames per second to keep (default 1)")
+    parser.add_argument("--batch-size", type=int, default=32, help="frames per vision-tower batch")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Extract vision features of videos for movie chat (resumable; data-parallel under accelerate launch)."""
+    from accelerate import PartialState
+
+    from .engine import ChatEngine
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    source, out_dir = Path(args.source), Path(args.out)
+    state = PartialState()
+    device = args.device if args.device != "auto" or state.num_processes == 1 else str(state.device)
+    engine = ChatEngine.from_pretrained(args.model, device=device, dtype=args.dtype)
+    progress = False if args.no_progress else None
+    done = skipped = 0
+    for path, status in extract_all(
+        engine,
+        source,
+        out_dir,
+        Path(args.subtitles) if args.subtitles else None,
+        args.fps,
+        args.batch_size,
+        state.process_index,
+        state.num_processes,
+        progress,
+    ):
+        done += status == "done"
+        skipped += status == "skipped"
+        print(f"{status}: {path}", flush=True)
+    print(f"process {state.process_index}: {done} extracted, {skipped} already done", file=sys.stderr)
+    return 0

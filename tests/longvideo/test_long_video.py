@@ -1,0 +1,225 @@
+"""Long videos: feature extraction (resumable), movie prompts with subtitles, the original's .pkl files."""
+
+import pickle
+import signal
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from llamavid.engine import MOVIE_END, MOVIE_START, ChatEngine, ContextLengthError
+from llamavid.extract import extract_all
+from llamavid.feature_files import FeatureFile, FeatureFileError, read_feature_file, write_feature_file
+from llamavid.testing import tiny_model_and_processor
+
+SRT = "1\n00:00:00,500 --> 00:00:01,500\nHello <i>there</i>.\n\n2\n00:00:03,000 --> 00:00:04,200\nGoodbye now.\n"
+
+
+def write_video(path, seconds, fps=4, size=(32, 48)):
+    container = av.open(str(path), "w")
+    stream = container.add_stream("h264", rate=fps)
+    stream.height, stream.width = size
+    stream.pix_fmt = "yuv420p"
+    for index in range(int(seconds * fps)):
+        frame = np.full((*size, 3), (index * 7) % 255, np.uint8)
+        frame[: size[0] // 2, (index % size[1]) :] = (250, 20, 20)
+        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_long():
+    """A tiny model with linear RoPE scaling x4, as the released long-video model has x16."""
+    return tiny_model_and_processor(
+        seed=2,
+        text_overrides={"rope_parameters": {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0}},
+    )
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_long):
+    return ChatEngine(*tiny_long)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    write_video(root / "a.mp4", 6)
+    (root / "a.srt").write_text(SRT)
+    (root / "sub").mkdir()
+    write_video(root / "sub" / "b.mp4", 3)
+    return root
+
+
+def test_extraction_of_two_videos_with_subtitles(engine, videos, tmp_path):
+    results = list(extract_all(engine, videos, tmp_path, progress=False))
+    assert [(p.relative_to(tmp_path).as_posix(), s) for p, s in results] == [
+        ("a.safetensors", "done"),
+        ("sub/b.safetensors", "done"),
+    ]
+    a = read_feature_file(tmp_path / "a.safetensors")
+    assert a.features.dtype == torch.float16
+    assert a.features.shape == (6, 1 + engine.config.num_patches, engine.config.vision_config.hidden_size)
+    assert a.timestamps == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert a.subtitles == [[], ["Hello there."], [], [], ["Goodbye now."], []]
+    assert a.fingerprint == engine.fingerprint
+    b = read_feature_file(tmp_path / "sub" / "b.safetensors")
+    assert b.num_frames == 3 and b.subtitles == [[], [], []]
+    # the stored features are the tower's output for those frames
+    from llamavid.media import load_video
+    from llamavid.processing import Video
+
+    clip = load_video(videos / "a.mp4", fps=1.0, size=engine.config.image_size)
+    expected = engine.vision_features(engine.processor.preprocess(Video(clip.frames)))
+    torch.testing.assert_close(a.features.float(), expected, atol=2e-3, rtol=2e-3)
+    assert [s for _, s in extract_all(engine, videos, tmp_path, progress=False)] == ["skipped", "skipped"]
+
+
+@pytest.mark.slow
+def test_killed_extraction_resumes_to_identical_files(tiny_long, tmp_path):
+    model, processor = tiny_long
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    source = tmp_path / "videos"
+    source.mkdir()
+    for index in range(4):
+        write_video(source / f"v{index}.mp4", 20 if index == 0 else 150, fps=8)
+    command = [
+        sys.executable,
+        "-m",
+        "llamavid.cli",
+        "extract-features",
+        str(source),
+        "--model",
+        str(tmp_path / "model"),
+        "--batch-size",
+        "4",
+        "--no-progress",
+        "--out",
+    ]
+    reference = subprocess.run(
+        [*command, str(tmp_path / "whole")], capture_output=True, text=True, timeout=600
+    )
+    assert reference.returncode == 0, reference.stderr
+
+    killed = subprocess.Popen([*command, str(tmp_path / "resumed")], stdout=subprocess.PIPE, text=True)
+    first = killed.stdout.readline()  # the first video is done: kill while the next one is in progress
+    assert first.startswith("done:")
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=60)
+    finished = {p.name for p in (tmp_path / "resumed").glob("*.safetensors")}
+    assert 1 <= len(finished) < 4
+
+    resumed = subprocess.run(
+        [*command, str(tmp_path / "resumed")], capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.count("skipped:") == len(finished)
+    assert not list((tmp_path / "resumed").glob(".*partial"))
+    for path in sorted((tmp_path / "whole").glob("*.safetensors")):
+        assert (tmp_path / "resumed" / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def _movie(engine, frames, subtitles=None):
+    width = engine.config.vision_config.hidden_size
+    features = torch.randn(
+        frames, 1 + engine.config.num_patches, width, generator=torch.Generator().manual_seed(0)
+    )
+    metadata = {"vision_fingerprint": engine.fingerprint}
+    lines = subtitles or [[] for _ in range(frames)]
+    return FeatureFile(features.half(), [float(i) for i in range(frames)], lines, True, metadata)
+
+
+def test_movie_prompt_interleaves_subtitles_token_by_token(engine):
+    """Spec 2.3/4.8/6.2: start prompt, per frame 2 visual positions then its subtitles, end prompt, newline,
+    question; every text chunk tokenized on its own with its BOS dropped."""
+    movie = _movie(engine, 3, [["Hi."], [], ["Bye", "now."]])
+    inputs = engine.build_inputs([("user", "Who leaves?")], movie)
+    tok, image = engine.processor.tokenizer, engine.config.image_token_id
+    system = engine.processor.render_chat([("user", "X")]).split(" USER: ")[0]
+    head = tok(f"{system} USER: {MOVIE_START}").input_ids
+    expected = (
+        head
+        + [image] * 2
+        + tok("Hi.").input_ids[1:]
+        + [image] * 2
+        + [image] * 2
+        + tok(f"Bye now.{MOVIE_END}\nWho leaves? ASSISTANT:").input_ids[1:]
+    )
+    assert inputs["input_ids"][0].tolist() == expected
+    # every frame is its own segment, each conditioned on the question; the Q-Former sees no CLS
+    assert inputs["media_frame_counts"].tolist() == [1, 1, 1]
+    assert inputs["vision_features"].shape[1] == engine.config.num_patches
+    assert inputs["vision_features_include_cls"] is False
+    prompts = engine.processor.qformer_tokenizer.batch_decode(
+        inputs["qformer_input_ids"], skip_special_tokens=True
+    )
+    assert prompts == ["who leaves?"] * 3
+
+
+def test_chat_over_a_twenty_minute_movie(engine, tmp_path):
+    minutes = 20
+    movie = _movie(engine, minutes * 60)
+    write_feature_file(tmp_path / "movie.safetensors", movie)
+    assert engine.context_length == 4 * 2048  # RoPE scaling from the config
+    answer = "".join(
+        engine.chat(
+            [("user", "What happens at the end?")], str(tmp_path / "movie.safetensors"), max_new_tokens=4
+        )
+    )
+    assert isinstance(answer, str)
+    inputs = engine.build_inputs(
+        [("user", "What happens at the end?")], engine.encode_media(tmp_path / "movie.safetensors")
+    )
+    assert int((inputs["input_ids"] == engine.config.image_token_id).sum()) == minutes * 60 * 2
+    follow_up = [("user", "What happens at the end?"), ("assistant", answer), ("user", "And before?")]
+    inputs = engine.build_inputs(follow_up, engine.encode_media(tmp_path / "movie.safetensors"))
+    assert int((inputs["input_ids"] == engine.config.image_token_id).sum()) == minutes * 60 * 2  # shown once
+
+
+def test_movie_longer_than_the_context_says_how_many_frames_fit(engine):
+    with pytest.raises(ContextLengthError, match=r"about \d+ frames fit"):
+        engine.build_inputs([("user", "Q?")], _movie(engine, 5000))
+
+
+def test_feature_file_from_another_tower_is_refused(engine, tmp_path):
+    other = FeatureFile(torch.zeros(2, 17, 16).half(), [0.0, 1.0], [[], []], True, {})
+    write_feature_file(tmp_path / "narrow.safetensors", other)
+    with pytest.raises(FeatureFileError, match="width 16"):
+        engine.load_movie(tmp_path / "narrow.safetensors")
+    stamped = _movie(engine, 2)
+    stamped.metadata["vision_fingerprint"] = "0" * 32
+    write_feature_file(tmp_path / "other.safetensors", stamped)
+    with pytest.raises(FeatureFileError, match="another vision tower"):
+        engine.load_movie(tmp_path / "other.safetensors")
+
+
+def test_original_pickle_is_imported_without_running_code(engine, tmp_path):
+    feats = np.random.default_rng(0).standard_normal((3, 17, 32)).astype(np.float16)
+    path = tmp_path / "tt0000001.pkl"
+    path.write_bytes(pickle.dumps({"feats": feats, "inputs": "<image>Hi...<image><image>Bye"}, protocol=4))
+    movie = engine.load_movie(path)
+    np.testing.assert_array_equal(movie.features.numpy(), feats)
+    assert movie.subtitles == [["Hi"], [], ["Bye"]] and movie.include_cls
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(pickle.dumps({"feats": Evil(), "inputs": ""}))
+    with pytest.raises(FeatureFileError, match="refusing to load builtins.print"):
+        read_feature_file(evil)
+
+
+def test_unreadable_feature_file(tmp_path):
+    (tmp_path / "x.safetensors").write_bytes(b"garbage")
+    with pytest.raises(FeatureFileError, match="not a readable feature file"):
+        read_feature_file(tmp_path / "x.safetensors")
