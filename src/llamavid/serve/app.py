@@ -50,11 +50,15 @@ class Server:
         self.scheduler.close()
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
-    def prepare(self, chat: ChatRequest) -> Sample:
-        """Fetch and encode the request's media, then build its sample (runs in a worker thread)."""
+    def prepare(self, chat: ChatRequest) -> tuple[Sample, int]:
+        """Fetch and encode the request's media, then build its sample (runs in a worker thread); also says
+        how many media came from the feature cache."""
+        hits = 0
         for turn in chat.turns:
-            turn.media = [self.media.encode(ref) for ref in turn.media]
-        return build_sample(self.engine, chat.turns, chat.system)
+            encoded = [self.media.encode(ref) for ref in turn.media]
+            turn.media = [features for features, _ in encoded]
+            hits += sum(cached for _, cached in encoded)
+        return build_sample(self.engine, chat.turns, chat.system), hits
 
     def job(self, sample: Sample, chat: ChatRequest, sink) -> Job:
         room = self.engine.context_length - len(sample.ids)
@@ -136,7 +140,7 @@ async def _chat(request: Request, server: Server):
         if chat.model not in (None, server.settings.model_name):
             raise APIError(f"The model `{chat.model}` does not exist; this server serves "
                            f"`{server.settings.model_name}`", status=404, param="model")
-        sample = await run_in_threadpool(server.prepare, chat)
+        sample, hits = await run_in_threadpool(server.prepare, chat)
     except APIError as error:
         record.failed(error.status, error.message)
         return error_response(error)
@@ -144,7 +148,7 @@ async def _chat(request: Request, server: Server):
         logger.exception("%s failed while preparing", record.request_id)
         record.failed(500, f"{type(error).__name__}: {error}")
         return JSONResponse(error_body(f"internal error: {type(error).__name__}", 500), status_code=500)
-    record.started(chat, sample)
+    record.started(chat, sample, hits)
     loop = asyncio.get_running_loop()
     events: asyncio.Queue = asyncio.Queue()
     job = server.job(sample, chat, lambda kind, value: loop.call_soon_threadsafe(events.put_nowait, (kind, value)))
@@ -220,10 +224,10 @@ class RequestLog:
         self.start = time.perf_counter()
         self.fields = ""
 
-    def started(self, chat: ChatRequest, sample: Sample) -> None:
+    def started(self, chat: ChatRequest, sample: Sample, cache_hits: int) -> None:
         kinds = ",".join("video" if m.is_video else "image" for m in sample.media) or "none"
         frames = ",".join(str(m.num_frames) for m in sample.media) or "0"
-        self.fields = f"media={kinds} frames={frames} prompt_tokens={len(sample.ids)}"
+        self.fields = f"media={kinds} frames={frames} cached={cache_hits} prompt_tokens={len(sample.ids)}"
         if self.log_prompts:
             self.fields += f" prompt={json.dumps([t.text for t in chat.turns])}"
 
@@ -233,6 +237,6 @@ class RequestLog:
 
     def finished(self, job: Job, status: int) -> None:
         ttft = f"{job.first_token_at - self.start:.3f}s" if job.first_token_at else "-"
-        logger.info("%s status=%d %s completion_tokens=%d finish=%s ttft=%s total=%.3fs", self.request_id, status,
-                    self.fields, job.completion_tokens, job.finish_reason or "cancelled", ttft,
+        logger.info("%s status=%d %s completion_tokens=%d finish=%s batch=%d ttft=%s total=%.3fs", self.request_id,
+                    status, self.fields, job.completion_tokens, job.finish_reason or "cancelled", job.batch_size, ttft,
                     time.perf_counter() - self.start)

@@ -145,23 +145,25 @@ class MediaEncoder:
         self._lock = threading.Lock()
         self._fingerprint: str | None = None
 
-    def encode(self, ref: MediaRef) -> MediaFeatures:
-        """Fetch (under the limits) and encode what a request names."""
+    def encode(self, ref: MediaRef) -> tuple[MediaFeatures, bool]:
+        """Fetch (under the limits) and encode what a request names: (features, whether they were cached)."""
         return self.encode_data(ref, self.fetcher.fetch(ref.url))
 
-    def encode_data(self, ref: MediaRef, data: bytes | Path) -> MediaFeatures:
+    def encode_data(self, ref: MediaRef, data: bytes | Path) -> tuple[MediaFeatures, bool]:
         """Encode bytes or a file the server already trusts (the web page's uploads)."""
         settings = self._sampling(ref)
         key = cache_key(digest_of(data), settings, self.fingerprint())
         with self._lock:
             entry = self.engine.cache.get(key)
-        if entry is None:
+        cached = entry is not None
+        if not cached:
             pixels, times = self._decode(data, ref, settings)
             with self._lock:
                 entry = {"features": self.vision(pixels).cpu(), "timestamps": torch.tensor(times, dtype=torch.float64)}
                 self.engine.cache.put(key, entry)
-        return MediaFeatures(entry["features"], is_video=ref.kind == "video",
-                             timestamps=entry["timestamps"].tolist(), source=ref.kind)
+        features = MediaFeatures(entry["features"], is_video=ref.kind == "video",
+                                 timestamps=entry["timestamps"].tolist(), source=ref.kind)
+        return features, cached
 
     def _sampling(self, ref: MediaRef) -> dict:
         config = self.engine.config

@@ -47,6 +47,7 @@ class Job:
     completion_tokens: int = 0
     first_token_at: float | None = None
     finish_reason: str | None = None
+    batch_size: int = 0
 
     @property
     def sampling_key(self) -> tuple:
@@ -135,6 +136,8 @@ class BatchScheduler:
         prompt_length = inputs["input_ids"].shape[1]
         room = engine.context_length - prompt_length
         rows = _Rows(batch, engine.processor.tokenizer, eos_ids(engine))
+        for job in batch:
+            job.batch_size = len(batch)
         leader = batch[0]
         tokenizer = engine.processor.tokenizer
         kwargs = dict(
