@@ -52,7 +52,7 @@ def _demo(args: argparse.Namespace) -> int:
 # Sub-commands living in their own packages: each module has `register(commands)` adding its parser(s), with
 # `run` set to a function of the parsed arguments. Imported only to build the parser (their heavy imports stay
 # inside `run`).
-COMMAND_MODULES: tuple[str, ...] = ("llamavid.chat_cli", "llamavid.extract", "llamavid.eval.cli", "llamavid.serve.cli")
+COMMAND_MODULES: tuple[str, ...] = ("llamavid.chat_cli", "llamavid.extract", "llamavid.eval.cli", "llamavid.serve.cli", "llamavid.train.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,244 @@
+"""Running a recipe: build the starting model, stage 0, each stage through `LlamaVidTrainer`, evaluation.
+
+Each stage writes `<output_dir>/<stage name>/` (the final weights; checkpoints inside, resumed automatically
+as in the original when `checkpoint-*` folders exist). A stage with `init_adapter: previous` loads the adapter
+the previous stage saved, as the original's stage 2 reads stage 1's `mm_projector.bin`. Stage 3's long context
+sets linear RoPE scaling in the model config exactly as spec 5.4.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from .recipe import TRAINING_DEFAULTS, ModelSource, Recipe, StageRun
+
+logger = logging.getLogger(__name__)
+
+
+def _corpus(recipe: Recipe) -> list[str]:
+    """Text of every stage's data (tokenizer training for tiny models) plus the templates' fixed text."""
+    from ..conversation import TEMPLATES
+    from .data import read_records
+
+    lines = [t.system for t in TEMPLATES.values() if t.system] + ["USER: ASSISTANT: </s>"]
+    for run in recipe.stages:
+        for record in read_records(run.data.data_path):
+            lines += [m["value"].replace("<image>", "") for m in record["conversations"]]
+    return lines
+
+
+def build_model(source: ModelSource, recipe: Recipe):
+    """(model, processor) to start from."""
+    from ..processing import LlamaVidProcessor
+    from .tiny import tiny_llamavid_config, train_sentencepiece_llama_tokenizer
+
+    torch.manual_seed(recipe.seed)
+    if source.path:
+        from ..loading import load_model
+
+        model, processor = load_model(source.path, device="cpu", dtype="float32")
+    elif source.tiny is not None:
+        from ..modeling import LlamaVidForConditionalGeneration
+        from ..testing import tiny_image_processor, tiny_qformer_tokenizer
+
+        settings = dict(source.tiny)
+        vocab = settings.pop("vocab_size", 512)
+        tokenizer = train_sentencepiece_llama_tokenizer(
+            _corpus(recipe), vocab, Path(recipe.output_dir) / "tokenizer"
+        )
+        qformer_tokenizer = tiny_qformer_tokenizer()
+        config = tiny_llamavid_config(len(tokenizer), len(qformer_tokenizer), **settings, **source.config)
+        model = LlamaVidForConditionalGeneration(config)
+        _init_small(model)
+        processor = LlamaVidProcessor(
+            tiny_image_processor(config.image_size), tokenizer, qformer_tokenizer, config
+        )
+    else:
+        model, processor = _compose(source)
+    if source.vision_tower:
+        from .stage0 import load_vision_tower
+
+        load_vision_tower(model, source.vision_tower)
+    if source.reset_projectors:
+        _reset_projectors(model)
+    return model, processor
+
+
+def _init_small(model) -> None:
+    """Normal(0, 0.02) linears and tables, unit LayerNorms: a GPT-style init that trains from scratch."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if parameter.dim() >= 2 or name.endswith("query_tokens"):
+                torch.nn.init.normal_(parameter, std=0.02)
+            elif "norm" in name.lower() and name.endswith("weight"):
+                parameter.fill_(1.0)
+            else:
+                parameter.zero_()
+
+
+def _reset_projectors(model) -> None:
+    generator = model.token_generator
+    for module in (
+        generator.query_projector,
+        generator.key_projector,
+        generator.context_projector,
+        generator.content_projector,
+    ):
+        for layer in module.modules():
+            if isinstance(layer, torch.nn.Linear):
+                layer.reset_parameters()
+
+
+def _compose(source: ModelSource):
+    """An HF LLM under the vision tower and Q-Former of a llamavid folder (stages 1-2 of the releases)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..configuration import LlamaVidConfig
+    from ..loading import load_model
+    from ..modeling import LlamaVidForConditionalGeneration
+    from ..processing import LlamaVidProcessor
+
+    visual, visual_processor = load_model(source.visual_from, device="cpu", dtype="float32")
+    llm = AutoModelForCausalLM.from_pretrained(source.llm, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(source.llm)
+    tokenizer.padding_side = "right"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    settings = visual.config.to_dict()
+    for key in ("text_config", "image_token_id", "architectures", "model_type", "transformers_version"):
+        settings.pop(key, None)
+    settings.update(source.config)
+    config = LlamaVidConfig(text_config=llm.config.to_dict(), **settings)
+    model = LlamaVidForConditionalGeneration(config)
+    keep = {k: v for k, v in visual.state_dict().items() if not k.startswith("language_model.")}
+    own = model.state_dict()
+    keep = {k: v for k, v in keep.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(keep, strict=False)
+    model.language_model = llm
+    processor = LlamaVidProcessor(
+        visual_processor.image_processor, tokenizer, visual_processor.qformer_tokenizer, config
+    )
+    return model, processor
+
+
+def extend_context(model, max_length: int) -> None:
+    """Spec 5.4: linear RoPE scaling by ceil(max_length / max_position_embeddings) when the stage needs more."""
+    text = model.config.text_config
+    current = (getattr(text, "rope_scaling", None) or {}).get("factor", 1.0) or 1.0
+    if max_length > text.max_position_embeddings * current:
+        factor = float(math.ceil(max_length / text.max_position_embeddings))
+        text.rope_scaling = {"rope_type": "linear", "type": "linear", "factor": factor}
+        logger.warning(
+            "context %d > %d positions: linear RoPE scaling x%g",
+            max_length,
+            text.max_position_embeddings,
+            factor,
+        )
+        model.language_model.config.rope_scaling = text.rope_scaling
+        model.language_model.model.rotary_emb.__init__(model.language_model.config)
+
+
+def training_arguments(run: StageRun, recipe: Recipe, output_dir: Path):
+    from transformers import TrainingArguments
+
+    settings = {**TRAINING_DEFAULTS, "seed": recipe.seed, "data_seed": recipe.seed, **run.training}
+    settings["output_dir"] = str(output_dir)
+    try:
+        return TrainingArguments(**settings)
+    except TypeError as error:
+        raise ValueError(f"stages.{run.name}.training: {error}") from None
+
+
+def run_stage(
+    model, processor, run: StageRun, recipe: Recipe, previous_dir: Path | None, resume: bool | str = True
+) -> dict:
+    """Train one stage in place; returns figures (loss, seconds, data problems)."""
+    from .collator import Collator
+    from .data import SupervisedDataset
+    from .stages import apply_stage, load_adapter, merge_lora
+    from .trainer import ADAPTER_FILE, EpochCallback, LlamaVidTrainer
+
+    output_dir = Path(recipe.output_dir) / run.name
+    if run.init_adapter:
+        adapter = (previous_dir / ADAPTER_FILE) if run.init_adapter == "previous" else Path(run.init_adapter)
+        if previous_dir is None and run.init_adapter == "previous":
+            raise ValueError(f"stages.{run.name}.init_adapter=previous but it is the first stage")
+        load_adapter(model, adapter)
+    extend_context(model, run.data.model_max_length)
+    trainable = apply_stage(model, run.stage)
+    dataset = SupervisedDataset(run.data, processor.tokenizer, processor.image_processor, model.config)
+    args = training_arguments(run, recipe, output_dir)
+    trainer = LlamaVidTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=Collator(processor, run.data.model_max_length),
+        callbacks=[EpochCallback(dataset)],
+        stage=run.stage,
+        group_by_modality_length=run.group_by_modality_length,
+    )
+    checkpoint = resume
+    if resume is True:
+        checkpoint = any(output_dir.glob("checkpoint-*")) or None
+    start_cpu, start = time.process_time(), time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    figures = {
+        "stage": run.name,
+        "trainable_parameters": trainable,
+        "train_loss": result.training_loss,
+        "steps": result.global_step,
+        "train_s": time.perf_counter() - start,
+        "train_cpu_s": time.process_time() - start_cpu,
+        "data_problems": dict(dataset.stats),
+        "losses": [e["loss"] for e in trainer.state.log_history if "loss" in e],
+    }
+    if run.stage.lora is not None:
+        merge_lora(model)
+    trainer.save_model(str(output_dir))
+    if not run.stage.adapter_only:
+        processor.save_pretrained(output_dir)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    (output_dir / "figures.json").write_text(json.dumps(figures, indent=1))
+    return figures
+
+
+def run_recipe(recipe: Recipe, only: str | None = None) -> dict:
+    """Run stage 0 (if any) and every stage (or `only` one); returns all figures."""
+    torch.manual_seed(recipe.seed)
+    out = Path(recipe.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model, processor = build_model(recipe.model, recipe)
+    figures: dict = {"recipe": recipe.name}
+    if recipe.stage0 is not None and only in (None, "stage0"):
+        from .stage0 import pretrain_vision
+
+        figures["stage0"] = pretrain_vision(model, processor.image_processor, recipe.stage0, out / "stage0")
+    previous = None
+    for run in recipe.stages:
+        if only in (None, run.name):
+            figures[run.name] = run_stage(model, processor, run, recipe, previous)
+        previous = out / run.name
+    if recipe.evaluate and only is None:
+        figures["evaluation"] = evaluate_recipe(model, processor, recipe.evaluate)
+    (out / "figures.json").write_text(json.dumps(figures, indent=1, default=str))
+    return figures
+
+
+def evaluate_recipe(model, processor, settings: dict) -> dict:
+    from .data import read_records
+    from .evaluate import evaluate_records
+
+    records = read_records(settings["records"])
+    return evaluate_records(
+        model, processor, records, settings["video_folder"], batch_size=settings.get("batch_size", 32)
+    )
+
+
+__all__ = ["build_model", "extend_context", "run_recipe", "run_stage"]
