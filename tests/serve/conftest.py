@@ -41,3 +41,9 @@ def served_files(tmp_path_factory):
     write_video(media / "other.mp4", seconds=3, size=(32, 48))
     (root / "secret.txt").write_text("outside the allowed folder")
     return root
+
+
+@pytest.fixture(scope="session")
+def make_video():
+    """`make_video(path, seconds=4, fps=8, size=(48, 64))` writes a small h264 clip."""
+    return write_video

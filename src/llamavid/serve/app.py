@@ -148,7 +148,7 @@ async def _chat(request: Request, server: Server):
         logger.exception("%s failed while preparing", record.request_id)
         record.failed(500, f"{type(error).__name__}: {error}")
         return JSONResponse(error_body(f"internal error: {type(error).__name__}", 500), status_code=500)
-    record.started(chat, sample, hits)
+    record.started([turn.text for turn in chat.turns], sample, hits)
     loop = asyncio.get_running_loop()
     events: asyncio.Queue = asyncio.Queue()
     job = server.job(sample, chat, lambda kind, value: loop.call_soon_threadsafe(events.put_nowait, (kind, value)))
@@ -224,12 +224,12 @@ class RequestLog:
         self.start = time.perf_counter()
         self.fields = ""
 
-    def started(self, chat: ChatRequest, sample: Sample, cache_hits: int) -> None:
+    def started(self, texts: list[str], sample: Sample, cache_hits: int) -> None:
         kinds = ",".join("video" if m.is_video else "image" for m in sample.media) or "none"
         frames = ",".join(str(m.num_frames) for m in sample.media) or "0"
         self.fields = f"media={kinds} frames={frames} cached={cache_hits} prompt_tokens={len(sample.ids)}"
         if self.log_prompts:
-            self.fields += f" prompt={json.dumps([t.text for t in chat.turns])}"
+            self.fields += f" prompt={json.dumps(texts)}"
 
     def failed(self, status: int, message: str) -> None:
         logger.info("%s status=%d error=%s total=%.3fs", self.request_id, status, json.dumps(message),

@@ -211,3 +211,34 @@ class MediaEncoder:
         if self._fingerprint is None:
             self._fingerprint = vision_fingerprint(self.engine.model, self.engine.processor.image_processor)
         return self._fingerprint
+
+    def encode_frames(self, frames) -> MediaFeatures:
+        """A frame array (T, H, W, 3) held in memory (the web page's bundled sample)."""
+        from ..processing import Video
+
+        with self._lock:
+            return MediaFeatures(self.vision(self.engine.processor.preprocess(Video(frames))).cpu(), is_video=True,
+                                 timestamps=[float(t) for t in range(len(frames))], source="sample")
+
+
+def load_feature_file(path: str | os.PathLike, engine) -> MediaFeatures:
+    """A long-video feature file -> MediaFeatures: safetensors with `features` (T, N, V), patches only (no CLS),
+    and optional `timestamps` (T,). The one place to point at `extract-features`' own reader once it lands."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise APIError(f"not a readable safetensors feature file: {error}") from None
+    features = tensors.get("features")
+    width = engine.config.vision_config.hidden_size
+    if features is None or features.dim() != 3 or features.shape[-1] != width:
+        shape = None if features is None else tuple(features.shape)
+        raise APIError(f"the feature file needs a 'features' tensor (frames, patches, {width}); found {shape}")
+    times = tensors.get("timestamps")
+    weight = engine.model.vision_tower.model.embeddings.patch_embedding.weight
+    media = MediaFeatures(features=features.to(weight.dtype), is_video=True, include_cls=False,
+                          timestamps=times.tolist() if times is not None else list(map(float, range(len(features)))),
+                          source=os.fspath(path))
+    return engine.encode_media(media)
