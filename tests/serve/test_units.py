@@ -1,0 +1,121 @@
+"""In-process checks of the pieces: the scheduler with feature files and mixed batches, prompt layout, the
+fallback engine, and the command's help."""
+
+from __future__ import annotations
+
+import logging
+import queue
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from llamavid.cli import build_parser
+from llamavid.engine import ChatEngine
+from llamavid.serve.errors import APIError
+from llamavid.serve.media import load_feature_file
+from llamavid.serve.prompts import build_sample
+from llamavid.serve.scheduler import BatchScheduler, Job
+from llamavid.serve.schemas import Turn, parse_chat_request
+from llamavid.testing import tiny_model_and_processor
+
+
+@pytest.fixture(scope="module")
+def engine():
+    model, processor = tiny_model_and_processor(seed=4)
+    return ChatEngine(model, processor)
+
+
+def run_jobs(scheduler, samples, max_tokens=6):
+    """Submit samples together; return each one's (text, finish_reason, batch size)."""
+    sinks = [queue.Queue() for _ in samples]
+    jobs = [Job(s, max_tokens, lambda kind, value, q=q: q.put((kind, value)), stop=s.stop)
+            for s, q in zip(samples, sinks, strict=True)]
+    for job in jobs:
+        scheduler.submit(job)
+    results = []
+    for job, sink in zip(jobs, sinks, strict=True):
+        text = ""
+        while True:
+            kind, value = sink.get(timeout=60)
+            if kind == "text":
+                text += value
+            elif kind == "error":
+                raise value
+            else:
+                results.append((text, value, job.batch_size))
+                break
+    return results
+
+
+def test_feature_files_batch_apart_from_decoded_media(engine, tmp_path):
+    width = engine.config.vision_config.hidden_size
+    patches = engine.model.vision_tower.model.embeddings.num_patches
+    save_file({"features": torch.randn(5, patches, width), "timestamps": torch.arange(5.0)}, tmp_path / "movie.safetensors")
+    movie = load_feature_file(tmp_path / "movie.safetensors", engine)
+    assert movie.include_cls is False and movie.num_frames == 5
+    frames = engine.encode_media(torch.randint(0, 255, (3, 20, 20, 3), dtype=torch.uint8).numpy())
+    samples = [build_sample(engine, [Turn("user", "What happens?", [movie])]),
+               build_sample(engine, [Turn("user", "What happens?", [frames])]),
+               build_sample(engine, [Turn("user", "Just text.")])]
+    scheduler = BatchScheduler(engine, max_batch_size=8, batch_wait_ms=100)
+    try:
+        results = run_jobs(scheduler, samples)
+    finally:
+        scheduler.close()
+    assert [r[1] for r in results] == ["length"] * 3
+    assert results[0][2] == 2 and results[1][2] == 1  # the movie and the text share a batch; CLS features wait
+    with pytest.raises(APIError, match="cannot be mixed"):
+        build_sample(engine, [Turn("user", "Both?", [movie, frames])])
+
+
+def test_bad_feature_files_are_one_line_errors(engine, tmp_path):
+    (tmp_path / "junk.safetensors").write_bytes(b"not safetensors")
+    save_file({"other": torch.zeros(2)}, tmp_path / "empty.safetensors")
+    for name in ("junk", "empty"):
+        with pytest.raises(APIError) as error:
+            load_feature_file(tmp_path / f"{name}.safetensors", engine)
+        assert "\n" not in error.value.message
+
+
+def test_follow_up_turns_show_the_media_again(engine):
+    frames = engine.encode_media(torch.randint(0, 255, (2, 20, 20, 3), dtype=torch.uint8).numpy())
+    sample = build_sample(engine, [Turn("user", "First?", [frames]), Turn("assistant", "Yes."),
+                                   Turn("user", "Second?")])
+    assert sample.segments == [0, 0] and sample.prompts == ["First?", "Second?"] and len(sample.media) == 1
+
+
+def test_request_parsing_reads_vllm_and_sglang_video_options():
+    chat = parse_chat_request({
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": [
+            {"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AA==", "fps": 2, "max_frames": 9}},
+            {"type": "text", "text": "What?"}]}],
+        "media_io_kwargs": {"video": {"num_frames": 4}}, "max_completion_tokens": 7, "stop": "END",
+    })
+    ref = chat.media_refs[0]
+    assert (ref.kind, ref.fps, ref.num_frames, ref.max_frames) == ("video", 2.0, 4, 9)
+    assert chat.system == "Be brief." and chat.max_tokens == 7 and chat.stop == ["END"]
+
+
+def test_default_engine_falls_back_to_a_tiny_model_with_a_warning(caplog):
+    from llamavid.serve.loading import TINY_NAME, default_engine
+
+    with caplog.at_level(logging.WARNING, logger="llamavid.serve"):
+        engine, name = default_engine()
+    assert name == TINY_NAME and "TINY RANDOM" in caplog.text
+    assert engine.model.config.tokens_per_frame >= 1
+
+
+def test_help_lists_the_flags(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--allowed-local-media-path", "--api-key", "--max-body-mb", "--max-batch-size", "--no-web"):
+        assert flag in text
+
+
+def test_bad_flags_are_refused_before_loading(capsys):
+    from llamavid.cli import main
+
+    assert main(["serve", "--max-frames", "0"]) == 2
+    assert "--max-frames must be positive" in capsys.readouterr().err
