@@ -11,30 +11,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
-import numpy as np
-
 from llamavid.engine import ChatEngine
-from llamavid.testing import tiny_model_and_processor
+from llamavid.testing import tiny_model_and_processor, write_test_video
 
 SECONDS, FPS, SIZE = 300, 25, (240, 320)
-
-
-def write_video(path: Path) -> None:
-    """A moving bar on a changing background: real h264, a keyframe every 10 s."""
-    container = av.open(str(path), "w")
-    stream = container.add_stream("h264", rate=FPS, options={"g": str(10 * FPS)})
-    stream.height, stream.width = SIZE
-    stream.pix_fmt = "yuv420p"
-    for index in range(SECONDS * FPS):
-        frame = np.full((*SIZE, 3), (index // FPS) % 200, np.uint8)
-        x = (index * 4) % SIZE[1]
-        frame[:, x : x + 16] = (220, 40, 40)
-        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
 
 
 def main() -> None:
@@ -42,7 +22,7 @@ def main() -> None:
     engine = ChatEngine(model, processor)
     with tempfile.TemporaryDirectory() as directory:
         video = Path(directory) / "five_minutes.mp4"
-        write_video(video)
+        write_test_video(video, SECONDS, fps=FPS, size=SIZE, keyframe_every=10 * FPS)
         messages = [("user", "What happens in this video?")]
         start = time.perf_counter()
         answer = "".join(engine.chat(messages, str(video), max_new_tokens=16))

@@ -138,4 +138,34 @@ def tiny_model_and_processor(seed: int = 0, **overrides):
     return model, processor
 
 
-__all__ = ["tiny_config", "tiny_model_and_processor", "tiny_qformer_tokenizer", "tiny_tokenizer"]
+def write_test_video(
+    path, seconds: float, fps: int = 10, size: tuple[int, int] = (48, 64), keyframe_every: int | None = None
+):
+    """A real h264 file: a red bar sweeping right over a background that brightens every second, so frames
+    taken at different times differ. Returns `path`."""
+    import av
+    import numpy as np
+
+    height, width = size
+    options = {"g": str(keyframe_every)} if keyframe_every else {}
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("h264", rate=fps, options=options)
+        stream.height, stream.width, stream.pix_fmt = height, width, "yuv420p"
+        for index in range(int(seconds * fps)):
+            frame = np.full((height, width, 3), (index // fps * 25) % 200, np.uint8)
+            x = (index * 3) % width
+            frame[:, x : x + max(width // 8, 1)] = (220, 40, 40)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+__all__ = [
+    "tiny_config",
+    "tiny_model_and_processor",
+    "tiny_qformer_tokenizer",
+    "tiny_tokenizer",
+    "write_test_video",
+]

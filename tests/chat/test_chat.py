@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -12,23 +11,7 @@ from PIL import Image
 
 from llamavid.engine import ChatEngine, ContextLengthError, GenerationSettings
 from llamavid.features import FeatureCache
-from llamavid.testing import tiny_model_and_processor
-
-
-def _write_video(path, seconds=4, fps=10, size=(48, 64)):
-    container = av.open(str(path), "w")
-    stream = container.add_stream("h264", rate=fps)
-    stream.height, stream.width = size
-    stream.pix_fmt = "yuv420p"
-    for index in range(seconds * fps):
-        frame = np.zeros((*size, 3), np.uint8)
-        frame[:, : (index * 3) % size[1]] = (200, 30, 30)
-        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
-    return path
+from llamavid.testing import tiny_model_and_processor, write_test_video
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +24,7 @@ def files(tmp_path_factory):
     model.save_pretrained(root / "short")
     processor.save_pretrained(root / "short")
     Image.new("RGB", (40, 30), (10, 200, 10)).save(root / "green.png")
-    _write_video(root / "clip.mp4")
+    write_test_video(root / "clip.mp4", 4)
     (root / "notes.mp4").write_text("not a video")
     return root
 

@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -13,25 +12,13 @@ import torch
 from llamavid.engine import MOVIE_END, MOVIE_START, ChatEngine, ContextLengthError
 from llamavid.extract import extract_all
 from llamavid.feature_files import FeatureFile, FeatureFileError, read_feature_file, write_feature_file
-from llamavid.testing import tiny_model_and_processor
+from llamavid.testing import tiny_model_and_processor, write_test_video
 
 SRT = "1\n00:00:00,500 --> 00:00:01,500\nHello <i>there</i>.\n\n2\n00:00:03,000 --> 00:00:04,200\nGoodbye now.\n"
 
 
-def write_video(path, seconds, fps=4, size=(32, 48)):
-    container = av.open(str(path), "w")
-    stream = container.add_stream("h264", rate=fps)
-    stream.height, stream.width = size
-    stream.pix_fmt = "yuv420p"
-    for index in range(int(seconds * fps)):
-        frame = np.full((*size, 3), (index * 7) % 255, np.uint8)
-        frame[: size[0] // 2, (index % size[1]) :] = (250, 20, 20)
-        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
-    return path
+def write_video(path, seconds, fps=4):
+    return write_test_video(path, seconds, fps=fps, size=(32, 48))
 
 
 @pytest.fixture(scope="module")
