@@ -178,3 +178,16 @@ def test_loss_ignores_visual_positions(tiny, image):
     with torch.no_grad():
         out = model(**inputs, labels=labels)
     assert torch.isfinite(out.loss)
+
+
+def test_backward_with_gradient_checkpointing(image):
+    model, processor = tiny_model_and_processor(seed=1)
+    model.train()
+    model.activation_checkpointing_enable()
+    inputs = processor(_chat(processor, "What colour?"), media=[image], qformer_text="What colour?")
+    out = model(**inputs, labels=inputs["input_ids"].clone())
+    out.loss.backward()
+    grads = {name: p.grad for name, p in model.named_parameters() if p.requires_grad}
+    assert grads["token_generator.context_projector.weight"] is not None
+    assert grads["token_generator.qformer.encoder.layer.0.crossattention.attention.query.weight"] is not None
+    assert grads["language_model.model.layers.0.mlp.up_proj.weight"] is not None
