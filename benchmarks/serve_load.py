@@ -24,28 +24,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import av
-import numpy as np
 import openai
 
 from llamavid.serve.launch import ServerProcess
-from llamavid.testing import tiny_model_and_processor
-
-
-def write_video(path: Path, seconds: int = 8, fps: int = 10, size=(64, 96)) -> Path:
-    container = av.open(str(path), "w")
-    stream = container.add_stream("h264", rate=fps)
-    stream.height, stream.width = size
-    stream.pix_fmt = "yuv420p"
-    for index in range(seconds * fps):
-        frame = np.full((*size, 3), 40, np.uint8)
-        frame[:, (index * 2) % size[1] :][:, :8] = (220, 40, 40)
-        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
-    return path
+from llamavid.testing import tiny_model_and_processor, write_test_video
 
 
 def one_request(client, video_url: str, question: str, max_tokens: int) -> tuple[float, float | None, str]:
@@ -75,7 +57,7 @@ def main() -> int:
         model, processor = tiny_model_and_processor(seed=0)
         model.save_pretrained(root / "model")
         processor.save_pretrained(root / "model")
-        video = write_video(root / "clip.mp4")
+        video = write_test_video(root / "clip.mp4", seconds=8, size=(64, 96))
         video_url = "data:video/mp4;base64," + base64.b64encode(video.read_bytes()).decode()
         questions = [f"Question {i}: what does the red bar do in this video?" for i in range(args.requests)]
         server_args = ["--model", str(root / "model"), "--served-model-name", "bench", "--no-web",
