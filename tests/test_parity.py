@@ -49,6 +49,16 @@ def _find(pattern: str) -> Path:
     return found[0]
 
 
+def _pick(pattern: str, hint: str) -> Path:
+    """The file matching `pattern` whose name mentions `hint`, else the first match."""
+    return _optional(pattern, hint) or _find(pattern)
+
+
+def _optional(pattern: str, hint: str) -> Path | None:
+    named = [p for p in sorted(REFERENCE_DIR.glob(pattern)) if hint in p.name.lower()]
+    return named[0] if named else None
+
+
 @pytest.fixture(scope="module")
 def converted(cases, tmp_path_factory):
     """The reference checkpoint through our importer, loaded back from our own folder."""
@@ -59,7 +69,8 @@ def converted(cases, tmp_path_factory):
         output_dir=out,
         processor_dir=_find("*/preprocessor_config.json").parent,
         qformer_vocab=_find("*vocab*.txt"),
-        eva_path=_find("*.pth"),
+        eva_path=_pick("*.pth", "eva"),
+        instructblip_path=_optional("*.pth", "blip"),
         hints=ArchitectureHints(vision_heads=sizes["vheads"], qformer_heads=sizes["qheads"]),
     )
     model = LlamaVidForConditionalGeneration.from_pretrained(out, dtype=torch.float32).eval()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -87,7 +88,8 @@ def read_feature_file(path: str | os.PathLike) -> FeatureFile:
         )
     metadata = json.loads(header[METADATA_KEY]) if METADATA_KEY in header else header
     subtitles = metadata.pop("subtitles", None) or [[] for _ in range(features.shape[0])]
-    include_cls = bool(metadata.pop("include_cls", True))
+    # files from elsewhere say nothing: patch grids are square, so a non-square token count carries a CLS
+    include_cls = bool(metadata.pop("include_cls", math.isqrt(features.shape[1]) ** 2 != features.shape[1]))
     if not timestamps:
         timestamps = [float(i) for i in range(features.shape[0])]
     return FeatureFile(features, timestamps, subtitles, include_cls, metadata)

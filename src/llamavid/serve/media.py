@@ -222,23 +222,17 @@ class MediaEncoder:
 
 
 def load_feature_file(path: str | os.PathLike, engine) -> MediaFeatures:
-    """A long-video feature file -> MediaFeatures: safetensors with `features` (T, N, V), patches only (no CLS),
-    and optional `timestamps` (T,). The one place to point at `extract-features`' own reader once it lands."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    """A long-video feature file (`extract-features` output or the original's `.pkl`), checked against the
+    model's vision tower by `engine.load_movie`, as MediaFeatures over its patch tokens (the Q-Former sees no CLS,
+    as in the original's long-video mode). Subtitles are not used on this path."""
+    from ..feature_files import FeatureFileError
 
     try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise APIError(f"not a readable safetensors feature file: {error}") from None
-    features = tensors.get("features")
-    width = engine.config.vision_config.hidden_size
-    if features is None or features.dim() != 3 or features.shape[-1] != width:
-        shape = None if features is None else tuple(features.shape)
-        raise APIError(f"the feature file needs a 'features' tensor (frames, patches, {width}); found {shape}")
-    times = tensors.get("timestamps")
+        movie = engine.load_movie(path)
+    except FeatureFileError as error:
+        raise APIError(str(error)) from None
+    features = movie.features[:, 1:] if movie.include_cls else movie.features
     weight = engine.model.vision_tower.model.embeddings.patch_embedding.weight
     media = MediaFeatures(features=features.to(weight.dtype), is_video=True, include_cls=False,
-                          timestamps=times.tolist() if times is not None else list(map(float, range(len(features)))),
-                          source=os.fspath(path))
+                          timestamps=list(movie.timestamps), source=os.fspath(path))
     return engine.encode_media(media)
