@@ -152,22 +152,25 @@ def test_movie_prompt_interleaves_subtitles_token_by_token(engine):
 
 
 def test_chat_over_a_twenty_minute_movie(engine, tmp_path):
+    """A generated 20-minute video with subtitles: extracted at 1 fps, then asked about through the movie layout."""
     minutes = 20
-    movie = _movie(engine, minutes * 60)
-    write_feature_file(tmp_path / "movie.safetensors", movie)
+    source = tmp_path / "movie"
+    source.mkdir()
+    write_test_video(source / "movie.mp4", minutes * 60, fps=1, size=(32, 48))
+    cues = [f"{i + 1}\n00:{i:02d}:30,000 --> 00:{i:02d}:33,000\nMinute {i} line.\n" for i in range(minutes)]
+    (source / "movie.srt").write_text("\n".join(cues))
+    [(path, status)] = list(extract_all(engine, source, tmp_path / "features", progress=False))
+    movie = engine.encode_media(path)
+    assert movie.num_frames == minutes * 60
+    assert sum(len(lines) for lines in movie.subtitles) == minutes
+    assert movie.subtitles[32] == ["Minute 0 line."]  # ends at 33 s: the last frame before it is t = 32 s
     assert engine.context_length == 4 * 2048  # RoPE scaling from the config
-    answer = "".join(
-        engine.chat(
-            [("user", "What happens at the end?")], str(tmp_path / "movie.safetensors"), max_new_tokens=4
-        )
-    )
+    answer = "".join(engine.chat([("user", "What happens at the end?")], str(path), max_new_tokens=4))
     assert isinstance(answer, str)
-    inputs = engine.build_inputs(
-        [("user", "What happens at the end?")], engine.encode_media(tmp_path / "movie.safetensors")
-    )
+    inputs = engine.build_inputs([("user", "What happens at the end?")], movie)
     assert int((inputs["input_ids"] == engine.config.image_token_id).sum()) == minutes * 60 * 2
     follow_up = [("user", "What happens at the end?"), ("assistant", answer), ("user", "And before?")]
-    inputs = engine.build_inputs(follow_up, engine.encode_media(tmp_path / "movie.safetensors"))
+    inputs = engine.build_inputs(follow_up, movie)
     assert int((inputs["input_ids"] == engine.config.image_token_id).sum()) == minutes * 60 * 2  # shown once
 
 
@@ -210,3 +213,17 @@ def test_unreadable_feature_file(tmp_path):
     (tmp_path / "x.safetensors").write_bytes(b"garbage")
     with pytest.raises(FeatureFileError, match="not a readable feature file"):
         read_feature_file(tmp_path / "x.safetensors")
+
+
+def test_processes_share_the_videos_without_overlap(engine, videos, tmp_path):
+    """Under `accelerate launch` process i of n takes every n-th video: together they cover each exactly once."""
+    done = [
+        [
+            p.relative_to(tmp_path / str(i)).as_posix()
+            for p, _ in extract_all(
+                engine, videos, tmp_path / str(i), process_index=i, num_processes=2, progress=False
+            )
+        ]
+        for i in range(2)
+    ]
+    assert done == [["a.safetensors"], ["sub/b.safetensors"]]
