@@ -14,17 +14,23 @@ import sys
 
 from .media.errors import MediaError
 
-USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError, RuntimeError, MediaError, OSError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    FileNotFoundError,
+    ValueError,
+    RuntimeError,
+    MediaError,
+    OSError,
+)
 
 
 def _convert(args: argparse.Namespace) -> int:
     """Convert a released LLaMA-VID model folder (+ EVA-ViT-G and BERT vocab) into a llamavid folder."""
+    import torch
+
     from .convert import ArchitectureHints, convert_checkpoint
     from .loading import resolve_dtype
 
-    dtype = (
-        None if args.dtype == "keep" else resolve_dtype(args.dtype, device=__import__("torch").device("cpu"))
-    )
+    dtype = None if args.dtype == "keep" else resolve_dtype(args.dtype, torch.device("cpu"))
     out = convert_checkpoint(
         model_dir=args.model,
         output_dir=args.out,
@@ -52,7 +58,13 @@ def _demo(args: argparse.Namespace) -> int:
 # Sub-commands living in their own packages: each module has `register(commands)` adding its parser(s), with
 # `run` set to a function of the parsed arguments. Imported only to build the parser (their heavy imports stay
 # inside `run`).
-COMMAND_MODULES: tuple[str, ...] = ("llamavid.chat_cli", "llamavid.extract", "llamavid.eval.cli", "llamavid.serve.cli", "llamavid.train.cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "llamavid.chat_cli",
+    "llamavid.extract",
+    "llamavid.eval.cli",
+    "llamavid.serve.cli",
+    "llamavid.train.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
