@@ -29,8 +29,10 @@ def engine():
 def run_jobs(scheduler, samples, max_tokens=6):
     """Submit samples together; return each one's (text, finish_reason, batch size)."""
     sinks = [queue.Queue() for _ in samples]
-    jobs = [Job(s, max_tokens, lambda kind, value, q=q: q.put((kind, value)), stop=s.stop)
-            for s, q in zip(samples, sinks, strict=True)]
+    jobs = [
+        Job(s, max_tokens, lambda kind, value, q=q: q.put((kind, value)), stop=s.stop)
+        for s, q in zip(samples, sinks, strict=True)
+    ]
     for job in jobs:
         scheduler.submit(job)
     results = []
@@ -51,20 +53,27 @@ def run_jobs(scheduler, samples, max_tokens=6):
 def test_feature_files_batch_apart_from_decoded_media(engine, tmp_path):
     width = engine.config.vision_config.hidden_size
     patches = engine.model.vision_tower.model.embeddings.num_patches
-    save_file({"features": torch.randn(5, patches, width), "timestamps": torch.arange(5.0)}, tmp_path / "movie.safetensors")
+    save_file(
+        {"features": torch.randn(5, patches, width), "timestamps": torch.arange(5.0)},
+        tmp_path / "movie.safetensors",
+    )
     movie = load_feature_file(tmp_path / "movie.safetensors", engine)
     assert movie.include_cls is False and movie.num_frames == 5
     frames = engine.encode_media(torch.randint(0, 255, (3, 20, 20, 3), dtype=torch.uint8).numpy())
-    samples = [build_sample(engine, [Turn("user", "What happens?", [movie])]),
-               build_sample(engine, [Turn("user", "What happens?", [frames])]),
-               build_sample(engine, [Turn("user", "Just text.")])]
+    samples = [
+        build_sample(engine, [Turn("user", "What happens?", [movie])]),
+        build_sample(engine, [Turn("user", "What happens?", [frames])]),
+        build_sample(engine, [Turn("user", "Just text.")]),
+    ]
     scheduler = BatchScheduler(engine, max_batch_size=8, batch_wait_ms=100)
     try:
         results = run_jobs(scheduler, samples)
     finally:
         scheduler.close()
     assert [r[1] for r in results] == ["length"] * 3
-    assert results[0][2] == 2 and results[1][2] == 1  # the movie and the text share a batch; CLS features wait
+    assert (
+        results[0][2] == 2 and results[1][2] == 1
+    )  # the movie and the text share a batch; CLS features wait
     with pytest.raises(APIError, match="cannot be mixed"):
         build_sample(engine, [Turn("user", "Both?", [movie, frames])])
 
@@ -80,18 +89,33 @@ def test_bad_feature_files_are_one_line_errors(engine, tmp_path):
 
 def test_follow_up_turns_show_the_media_again(engine):
     frames = engine.encode_media(torch.randint(0, 255, (2, 20, 20, 3), dtype=torch.uint8).numpy())
-    sample = build_sample(engine, [Turn("user", "First?", [frames]), Turn("assistant", "Yes."),
-                                   Turn("user", "Second?")])
+    sample = build_sample(
+        engine, [Turn("user", "First?", [frames]), Turn("assistant", "Yes."), Turn("user", "Second?")]
+    )
     assert sample.segments == [0, 0] and sample.prompts == ["First?", "Second?"] and len(sample.media) == 1
 
 
 def test_request_parsing_reads_vllm_and_sglang_video_options():
-    chat = parse_chat_request({
-        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": [
-            {"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AA==", "fps": 2, "max_frames": 9}},
-            {"type": "text", "text": "What?"}]}],
-        "media_io_kwargs": {"video": {"num_frames": 4}}, "max_completion_tokens": 7, "stop": "END",
-    })
+    chat = parse_chat_request(
+        {
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "video_url",
+                            "video_url": {"url": "data:video/mp4;base64,AA==", "fps": 2, "max_frames": 9},
+                        },
+                        {"type": "text", "text": "What?"},
+                    ],
+                },
+            ],
+            "media_io_kwargs": {"video": {"num_frames": 4}},
+            "max_completion_tokens": 7,
+            "stop": "END",
+        }
+    )
     ref = chat.media_refs[0]
     assert (ref.kind, ref.fps, ref.num_frames, ref.max_frames) == ("video", 2.0, 4, 9)
     assert chat.system == "Be brief." and chat.max_tokens == 7 and chat.stop == ["END"]
@@ -119,3 +143,32 @@ def test_bad_flags_are_refused_before_loading(capsys):
 
     assert main(["serve", "--max-frames", "0"]) == 2
     assert "--max-frames must be positive" in capsys.readouterr().err
+
+
+def test_web_page_answers_movies_in_the_long_video_layout(engine, tmp_path):
+    """A feature file picked on the page goes through the engine's movie prompt, streamed, follow-ups included."""
+    from types import SimpleNamespace
+
+    from llamavid.feature_files import FeatureFile, write_feature_file
+    from llamavid.serve.web import WebChat
+
+    width, patches = engine.config.vision_config.hidden_size, engine.config.num_patches
+    movie = FeatureFile(
+        torch.randn(6, 1 + patches, width).half(),
+        [float(i) for i in range(6)],
+        [["Hello."], [], [], ["Bye."], [], []],
+        True,
+        {},
+    )
+    write_feature_file(tmp_path / "movie.safetensors", movie)
+    page = WebChat(SimpleNamespace(engine=engine))
+    picked, history, status = page.use_features(str(tmp_path / "movie.safetensors"))
+    assert "6 frames" in status and picked.num_frames == 6
+    states = list(page.ask("Who says hello?", history, picked, 0.0, 1.0, 5))
+    history = states[-1][0]
+    assert [m["role"] for m in history] == ["user", "assistant"]
+    assert history[-1]["content"] == "".join(
+        engine.chat([("user", "Who says hello?")], picked, max_new_tokens=5)
+    )
+    states = list(page.ask("And then?", history, picked, 0.0, 1.0, 5))
+    assert [m["role"] for m in states[-1][0]] == ["user", "assistant", "user", "assistant"]

@@ -18,8 +18,8 @@ import queue
 import uuid
 from pathlib import Path
 
+from ..feature_files import FeatureFile
 from .errors import APIError
-from .media import load_feature_file
 from .prompts import build_sample
 from .schemas import MediaRef, Turn
 
@@ -110,13 +110,38 @@ class WebChat:
         return self._encode("image", path)
 
     def use_features(self, path):
+        """A movie feature file: answered in the released long-video layout (subtitles between the frames)."""
         import gradio as gr
 
+        from ..feature_files import FeatureFileError
+
+        if not path:
+            raise gr.Error("Nothing was uploaded")
         try:
-            features = load_feature_file(path, self.server.engine)
-        except APIError as error:
-            raise gr.Error(error.message) from None
-        return self._picked(features, Path(path).name)
+            movie = self.server.engine.load_movie(path)
+        except FeatureFileError as error:
+            raise gr.Error(str(error)) from None
+        return movie, [], f"Talking about the movie {Path(path).name} ({movie.num_frames} frames). Ask away."
+
+    def _ask_movie(self, question, history, movie, temperature, top_p, max_tokens):
+        """Movies go through the engine's long-video prompt, one conversation at a time (no batching)."""
+        import gradio as gr
+
+        from ..engine import GenerationSettings
+
+        messages = [(m["role"], _text(m["content"])) for m in history if m["role"] in ("user", "assistant")]
+        messages.append(("user", question))
+        settings = GenerationSettings(float(temperature), float(top_p), int(max_tokens))
+        history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
+        yield history, ""
+        answer = ""
+        try:
+            for piece in self.server.engine.chat(messages, movie, settings=settings):
+                answer += piece
+                history[-1] = {"role": "assistant", "content": answer}
+                yield history, ""
+        except ValueError as error:  # e.g. the movie and question do not fit the context
+            raise gr.Error(str(error)) from None
 
     def use_sample(self):
         from ..demo import moving_shapes_video
@@ -134,6 +159,9 @@ class WebChat:
         history = list(history or [])
         if not question:
             yield history, ""
+            return
+        if isinstance(media, FeatureFile):
+            yield from self._ask_movie(question, history, media, temperature, top_p, max_tokens)
             return
         turns = [Turn(m["role"], _text(m["content"])) for m in history if m["role"] in ("user", "assistant")]
         turns.append(Turn("user", question))
