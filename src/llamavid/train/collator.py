@@ -30,15 +30,8 @@ class Collator:
         placeholder = config.image_token_id
         pad_id = self.processor.tokenizer.pad_token_id
         pad_id = 0 if pad_id is None else pad_id
-        sequences, label_rows, prompts, pixels, features, frame_counts, segment_media = (
-            [],
-            [],
-            [],
-            [],
-            [],
-            [],
-            [],
-        )
+        sequences, label_rows, prompts, pixels, features, frame_counts, segment_media = [], [], [], [], [], [], []
+        include_cls = set()
         for sample in samples:
             ids = list(sample["input_ids"][: self.model_max_length])
             labels = list(sample["labels"][: self.model_max_length])
@@ -53,6 +46,8 @@ class Collator:
                 if segments:
                     media = sample[media_key]
                     (pixels if media_key == "pixel_values" else features).append(media)
+                    if media_key == "vision_features":
+                        include_cls.add(bool(sample.get("features_include_cls", False)))
                     frame_counts.append(media.shape[0])
                     segment_media += [len(frame_counts) - 1] * segments
                     prompts += sample["prompts"][:segments]
@@ -67,8 +62,10 @@ class Collator:
         if pixels or features:
             key = "pixel_values" if pixels else "vision_features"
             batch[key] = torch.cat(pixels or features)
+            if len(include_cls) > 1:
+                raise ValueError("a batch mixes vision features with and without the CLS token")
             if features:
-                batch["vision_features_include_cls"] = False
+                batch["vision_features_include_cls"] = include_cls.pop()
             batch["media_frame_counts"] = torch.tensor(frame_counts, dtype=torch.long)
             batch["qformer_input_ids"], batch["qformer_attention_mask"] = self.processor.tokenize_qformer(
                 prompts

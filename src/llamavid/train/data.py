@@ -66,6 +66,10 @@ class DataSettings:
     on_mismatch: Literal["mask", "fail"] = "mask"
     cache_media: bool = False
     """Keep decoded pixels in memory (small synthetic sets: decode each video once)."""
+    cache_vision_features: bool = False
+    """Stages with a frozen vision tower: run the tower once per image/video (in the data loader, no gradients)
+    and keep its features in memory, so training steps skip it. Each frame is still encoded on its own; the
+    features are exactly what the tower computes inside the model. For small sets (tiny recipes) only."""
     seed: int = 0
 
     def __post_init__(self):
@@ -115,8 +119,21 @@ def modality_lengths(records: list[dict]) -> list[int]:
 class SupervisedDataset(torch.utils.data.Dataset):
     """LLaVA-format samples -> dicts the `Collator` batches (see the module docstring)."""
 
-    def __init__(self, settings: DataSettings, tokenizer, image_processor, config):
+    def __init__(
+        self,
+        settings: DataSettings,
+        tokenizer,
+        image_processor,
+        config,
+        vision_encoder=None,
+        media_cache: dict | None = None,
+    ):
+        """`vision_encoder` (pixels -> features with CLS, no gradients) is needed for `cache_vision_features`;
+        `media_cache` may be shared by datasets of several stages (keyed by file and decoding settings)."""
+        if settings.cache_vision_features and vision_encoder is None:
+            raise ValueError("data.cache_vision_features needs the (frozen) vision tower to encode with")
         self.settings = settings
+        self.vision_encoder = vision_encoder if settings.cache_vision_features else None
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.config = config
@@ -124,7 +141,7 @@ class SupervisedDataset(torch.utils.data.Dataset):
         self.lengths = modality_lengths(self.records)
         self.stats: Counter = Counter()
         self.epoch = 0
-        self._cache: dict[int, tuple] = {}
+        self._cache: dict = {} if media_cache is None else media_cache
 
     def __len__(self) -> int:
         return len(self.records)
@@ -199,22 +216,41 @@ class SupervisedDataset(torch.utils.data.Dataset):
                     f"{self.config.tokens_per_frame} tokens"
                 )
             sample.update(expand_each=1, per_segment=per_segment)
-        sample.update({key: media[key] for key in ("pixel_values", "vision_features") if key in media})
+        sample.update(
+            {key: media[key] for key in ("pixel_values", "vision_features", "features_include_cls") if key in media}
+        )
         return sample
 
     # -- media -----------------------------------------------------------------------------------------------
 
     def _media(self, index: int, record: dict) -> dict:
-        if self.settings.cache_media and index in self._cache:
-            return self._cache[index]
-        if "image" in record:
+        settings = self.settings
+        kind = "image" if "image" in record else "video"
+        key = (
+            kind,
+            str(record[kind]),
+            settings.image_folder if kind == "image" else settings.video_folder,
+            settings.feature_folder,
+            settings.pad_images,
+            settings.video_fps,
+            settings.max_frames,
+            settings.decode_size,
+            self.vision_encoder is not None,
+        )
+        if (settings.cache_media or self.vision_encoder is not None) and key in self._cache:
+            return self._cache[key]
+        if kind == "image":
             media = self._image(record["image"])
         elif str(record["video"]).endswith(".pkl"):
             media = self._movie(record["video"])
         else:
             media = self._video(record["video"])
-        if self.settings.cache_media:
-            self._cache[index] = media
+        if self.vision_encoder is not None and "pixel_values" in media:
+            with torch.no_grad():
+                features = self.vision_encoder(media.pop("pixel_values"))
+            media.update(vision_features=features.detach(), features_include_cls=True)
+        if settings.cache_media or self.vision_encoder is not None:
+            self._cache[key] = media
         return media
 
     def _path(self, folder: str | None, name: str, kind: str) -> Path:

@@ -22,21 +22,28 @@ logger = logging.getLogger(__name__)
 
 
 def _corpus(recipe: Recipe) -> list[str]:
-    """Text of every stage's data (tokenizer training for tiny models) plus the templates' fixed text."""
+    """Tokenizer training text for tiny models: every record rendered as its stage's template renders it (the
+    system prompt and role names as often as training sees them, so BPE merges them into few tokens) and the
+    raw messages, plus every template's fixed text."""
     from ..conversation import TEMPLATES
     from .data import read_records
 
     lines = [t.system for t in TEMPLATES.values() if t.system] + ["USER: ASSISTANT: </s>"]
     for run in recipe.stages:
+        template = TEMPLATES.get(run.data.template)
         for record in read_records(run.data.data_path):
-            lines += [m["value"].replace("<image>", "") for m in record["conversations"]]
+            messages = [m["value"].replace("<image>", "").strip() for m in record["conversations"]]
+            lines += messages
+            if template is not None and template.style != "plain":
+                roles = ["user" if m["from"] == "human" else "assistant" for m in record["conversations"]]
+                lines.append(template.render(list(zip(roles, messages, strict=True)), False))
     return lines
 
 
 def build_model(source: ModelSource, recipe: Recipe):
     """(model, processor) to start from."""
     from ..processing import LlamaVidProcessor
-    from .tiny import tiny_llamavid_config, train_sentencepiece_llama_tokenizer
+    from .tiny import tiny_llamavid_config, train_qformer_tokenizer, train_sentencepiece_llama_tokenizer
 
     torch.manual_seed(recipe.seed)
     if source.path:
@@ -45,14 +52,13 @@ def build_model(source: ModelSource, recipe: Recipe):
         model, processor = load_model(source.path, device="cpu", dtype="float32")
     elif source.tiny is not None:
         from ..modeling import LlamaVidForConditionalGeneration
-        from ..testing import tiny_image_processor, tiny_qformer_tokenizer
+        from ..testing import tiny_image_processor
 
         settings = dict(source.tiny)
         vocab = settings.pop("vocab_size", 512)
-        tokenizer = train_sentencepiece_llama_tokenizer(
-            _corpus(recipe), vocab, Path(recipe.output_dir) / "tokenizer"
-        )
-        qformer_tokenizer = tiny_qformer_tokenizer()
+        corpus = _corpus(recipe)
+        tokenizer = train_sentencepiece_llama_tokenizer(corpus, vocab, Path(recipe.output_dir) / "tokenizer")
+        qformer_tokenizer = train_qformer_tokenizer(corpus, Path(recipe.output_dir) / "qformer_tokenizer")
         config = tiny_llamavid_config(len(tokenizer), len(qformer_tokenizer), **settings, **source.config)
         model = LlamaVidForConditionalGeneration(config)
         _init_small(model)
@@ -156,9 +162,18 @@ def training_arguments(run: StageRun, recipe: Recipe, output_dir: Path):
 
 
 def run_stage(
-    model, processor, run: StageRun, recipe: Recipe, previous_dir: Path | None, resume: bool | str = True
+    model,
+    processor,
+    run: StageRun,
+    recipe: Recipe,
+    previous_dir: Path | None,
+    resume: bool | str = True,
+    media_cache: dict | None = None,
 ) -> dict:
-    """Train one stage in place; returns figures (loss, seconds, data problems)."""
+    """Train one stage in place; returns figures (loss, seconds, data problems).
+
+    `media_cache` (shared between stages by `run_recipe`) keeps decoded media, and with
+    `data.cache_vision_features` the frozen tower's features, from one stage to the next."""
     from .collator import Collator
     from .data import SupervisedDataset
     from .stages import apply_stage, load_adapter, merge_lora
@@ -172,7 +187,19 @@ def run_stage(
         load_adapter(model, adapter)
     extend_context(model, run.data.model_max_length)
     trainable = apply_stage(model, run.stage)
-    dataset = SupervisedDataset(run.data, processor.tokenizer, processor.image_processor, model.config)
+    encoder = None
+    if run.data.cache_vision_features:
+        if run.stage.vision_tower:
+            raise ValueError(f"stages.{run.name}: data.cache_vision_features needs a frozen vision tower")
+        encoder = _frozen_encoder(model)
+    dataset = SupervisedDataset(
+        run.data,
+        processor.tokenizer,
+        processor.image_processor,
+        model.config,
+        vision_encoder=encoder,
+        media_cache=media_cache,
+    )
     args = training_arguments(run, recipe, output_dir)
     trainer = LlamaVidTrainer(
         model=model,
@@ -209,6 +236,22 @@ def run_stage(
     return figures
 
 
+def _frozen_encoder(model):
+    """The vision tower as a feature function for the data loader: eval mode, no gradients, one frame each."""
+
+    @torch.no_grad()
+    def encode(pixel_values: torch.Tensor) -> torch.Tensor:
+        tower = model.vision_tower
+        mode = tower.training
+        tower.eval()
+        try:
+            return model.get_vision_features(pixel_values)
+        finally:
+            tower.train(mode)
+
+    return encode
+
+
 def run_recipe(recipe: Recipe, only: str | None = None) -> dict:
     """Run stage 0 (if any) and every stage (or `only` one); returns all figures."""
     torch.manual_seed(recipe.seed)
@@ -221,9 +264,12 @@ def run_recipe(recipe: Recipe, only: str | None = None) -> dict:
 
         figures["stage0"] = pretrain_vision(model, processor.image_processor, recipe.stage0, out / "stage0")
     previous = None
+    media_cache: dict = {}
     for run in recipe.stages:
         if only in (None, run.name):
-            figures[run.name] = run_stage(model, processor, run, recipe, previous)
+            figures[run.name] = run_stage(model, processor, run, recipe, previous, media_cache=media_cache)
+        if run.stage.vision_tower:
+            media_cache.clear()  # cached features came from the tower this stage changed
         previous = out / run.name
     if recipe.evaluate and only is None:
         figures["evaluation"] = evaluate_recipe(model, processor, recipe.evaluate)

@@ -56,6 +56,23 @@ def train_sentencepiece_llama_tokenizer(corpus: Iterable[str], vocab_size: int =
     return tokenizer
 
 
+def train_qformer_tokenizer(corpus: Iterable[str], directory=None):
+    """An uncased WordPiece Q-Former tokenizer whose vocabulary is every word and punctuation mark of `corpus`
+    (plus single letters and `##` suffix letters for unseen words), so a prompt costs one id a word."""
+    import re
+
+    from ..processing import build_qformer_tokenizer
+
+    words = sorted({w for line in corpus for w in re.findall(r"[a-z0-9]+|[^\sa-z0-9]", line.lower())})
+    letters = "abcdefghijklmnopqrstuvwxyz0123456789"
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *letters, *(f"##{c}" for c in letters)]
+    directory = Path(directory or tempfile.mkdtemp(prefix="llamavid-qformer-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "vocab.txt"
+    path.write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    return build_qformer_tokenizer(path)
+
+
 def tiny_llamavid_config(
     text_vocab_size: int,
     qformer_vocab_size: int,
@@ -90,6 +107,8 @@ def tiny_llamavid_config(
             intermediate_size=2 * qformer_width,
             max_position_embeddings=64,
             cross_attention_frequency=1,
+            hidden_dropout_prob=0.0,  # a toy model trained for minutes: dropout only slows it
+            attention_probs_dropout_prob=0.0,
         ),
         text_config=dict(
             model_type="llama",
@@ -115,4 +134,4 @@ def tiny_llamavid_config(
     return LlamaVidConfig(**settings)
 
 
-__all__ = ["train_sentencepiece_llama_tokenizer", "tiny_llamavid_config"]
+__all__ = ["tiny_llamavid_config", "train_qformer_tokenizer", "train_sentencepiece_llama_tokenizer"]

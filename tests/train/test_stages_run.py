@@ -1,0 +1,140 @@
+"""Stages end to end on a toy model and a toy synthetic set (a few steps each): stage 1 -> stage 2 hand-over,
+resume from a checkpoint, a LoRA stage, and counted data errors."""
+
+import copy
+import json
+
+import pytest
+import torch
+
+from llamavid.train.recipe import recipe_from_dict
+from llamavid.train.run import run_recipe
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory):
+    from llamavid.train.synthetic import SyntheticSettings, generate
+
+    out = tmp_path_factory.mktemp("toy-synthetic")
+    generate(out, SyntheticSettings(num_videos=16, heldout_videos=2, seed=3))
+    return out
+
+
+def toy_recipe(data, out, stage2: dict | None = None, **training) -> dict:
+    """Two stages of a very small LLaMA-VID on `data`; `training` changes both stages' TrainingArguments."""
+    args = {"max_steps": 3, "per_device_train_batch_size": 4, "learning_rate": 1e-3, "warmup_steps": 0,
+            "save_strategy": "no", "use_cpu": True, "logging_steps": 1, "lr_scheduler_type": "constant",
+            "disable_tqdm": True, **training}
+    data_settings = {"data_path": str(data / "train.json"), "video_folder": str(data / "videos"),
+                     "model_max_length": 512, "cache_media": True, "max_frames": 3}
+    return {
+        "name": "toy",
+        "seed": 0,
+        "output_dir": str(out),
+        "model": {"tiny": {"vocab_size": 600, "image_size": 32, "patch_size": 8, "vision_width": 32,
+                           "qformer_width": 32, "text_width": 32, "vision_layers": 1, "text_layers": 1}},
+        "stages": [
+            {"name": "stage1", "stage": {"preset": "stage1"}, "training": dict(args),
+             "data": {**data_settings, "template": "plain_guided", "cache_vision_features": True}},
+            {"name": "stage2", "stage": stage2 or {"preset": "stage2"}, "init_adapter": "previous",
+             "training": dict(args), "data": {**data_settings, "template": "imgsp_v1"}},
+        ],
+    }
+
+
+def test_stage1_hands_its_adapter_to_stage2(toy_data, tmp_path):
+    from safetensors.torch import load_file
+
+    from llamavid.train.run import build_model
+
+    raw = toy_recipe(toy_data, tmp_path / "run")
+    raw["stages"][1]["training"]["learning_rate"] = 0.0  # stage 2 changes nothing: its start is its end
+    recipe = recipe_from_dict(raw)
+    figures = run_recipe(recipe)
+    adapter = load_file(str(tmp_path / "run" / "stage1" / "visual_adapter.safetensors"))
+    assert adapter and all(name.startswith("token_generator.") for name in adapter)
+    assert not any((tmp_path / "run" / "stage1").glob("*.bin"))  # adapter only, no LLM weights
+    assert figures["stage1"]["steps"] == 3 and figures["stage2"]["steps"] == 3
+    fresh, _ = build_model(recipe.model, recipe)
+    final = load_file(str(tmp_path / "run" / "stage2" / "model.safetensors"))
+    name = "token_generator.content_projector.0.weight"
+    assert not torch.equal(fresh.state_dict()[name], adapter[name])  # stage 1 trained it
+    for key, tensor in adapter.items():
+        assert torch.equal(final[key], tensor), key  # stage 2 started from stage 1's weights
+
+
+@pytest.mark.parametrize("preset", ["stage1", "stage2"])
+def test_resume_from_checkpoint_gives_the_same_loss_curve(toy_data, tmp_path, preset):
+    raw = toy_recipe(toy_data, tmp_path / "whole", max_steps=4, save_strategy="steps", save_steps=2)
+    raw["stages"] = [s for s in raw["stages"] if s["name"] == preset]
+    raw["stages"][0].pop("init_adapter", None)
+    whole = run_recipe(recipe_from_dict(raw))[preset]["losses"]
+
+    broken = copy.deepcopy(raw)
+    broken["output_dir"] = str(tmp_path / "broken")
+    broken["stages"][0]["training"]["max_steps"] = 2
+    first = run_recipe(recipe_from_dict(broken))[preset]["losses"]
+    stage_dir = tmp_path / "broken" / preset
+    assert (stage_dir / "checkpoint-2").is_dir()
+    broken["stages"][0]["training"]["max_steps"] = 4
+    resumed = run_recipe(recipe_from_dict(broken))[preset]  # finds checkpoint-2 and resumes
+    assert resumed["steps"] == 4
+    assert len(whole) == 4 and min(whole) > 0 and first == pytest.approx(whole[:2], rel=1e-5)
+    assert resumed["losses"] == pytest.approx(whole, rel=1e-5)
+
+
+def test_lora_stage_end_to_end(toy_data, tmp_path):
+    from llamavid.loading import load_model
+
+    lora = {"preset": "stage2", "lora": {"rank": 4, "alpha": 8, "dropout": 0.0}}
+    raw = toy_recipe(toy_data, tmp_path / "run", stage2=lora, learning_rate=5e-3)
+    raw["stages"] = raw["stages"][1:]
+    raw["stages"][0].pop("init_adapter")
+    recipe = recipe_from_dict(raw)
+    from llamavid.train.run import build_model
+
+    from llamavid.train.stages import StageSettings, apply_stage
+
+    fresh = build_model(recipe.model, recipe)[0]
+    before = {k: v.clone() for k, v in fresh.language_model.state_dict().items()}
+    without_llm = apply_stage(fresh, StageSettings.preset("stage2", llm=False))
+    figures = run_recipe(recipe)["stage2"]
+    lora_size = 2 * (4 * 32 + 32 * 4)  # rank 4 A and B on q_proj and v_proj (32 wide) of the one layer
+    assert figures["trainable_parameters"] == without_llm + lora_size
+    assert min(figures["losses"]) > 0
+    assert all(torch.isfinite(torch.tensor(figures["losses"])))
+    model, processor = load_model(tmp_path / "run" / "stage2", device="cpu", dtype="float32")
+    after = model.language_model.state_dict()
+    assert not any("lora" in key for key in after)  # merged into a plain LLaMA
+    assert not torch.equal(after["model.layers.0.self_attn.q_proj.weight"],
+                           before["model.layers.0.self_attn.q_proj.weight"])
+    assert torch.equal(after["model.layers.0.mlp.up_proj.weight"], before["model.layers.0.mlp.up_proj.weight"])
+
+
+def test_dataset_counts_load_errors_and_can_fail(toy_data, tmp_path):
+    from llamavid.testing import tiny_image_processor
+    from llamavid.train.data import DataError, DataSettings, SupervisedDataset
+    from llamavid.train.run import build_model
+
+    records = json.loads((toy_data / "train.json").read_text())[:4]
+    records[1] = {**records[1], "video": "missing.mp4"}
+    records[2] = {**records[2], "video": "also-missing.mp4"}
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(records))
+    recipe = recipe_from_dict(toy_recipe(toy_data, tmp_path / "run"))
+    model, processor = build_model(recipe.model, recipe)
+    settings = DataSettings(data_path=str(path), video_folder=str(toy_data / "videos"), max_frames=2)
+    dataset = SupervisedDataset(settings, processor.tokenizer, tiny_image_processor(32), model.config)
+    sample = dataset[1]  # 1 and 2 fail: 3 stands in, and both failures are counted
+    assert dataset.stats["load_errors"] == 2 and dataset.stats["samples"] == 1
+    assert sample["input_ids"] == dataset.load(3)["input_ids"]
+    strict = SupervisedDataset(
+        DataSettings(data_path=str(path), video_folder=str(toy_data / "videos"), on_error="fail"),
+        processor.tokenizer, tiny_image_processor(32), model.config,
+    )
+    with pytest.raises(DataError, match="failed to load"):
+        strict[2]
+    assert strict.stats["load_errors"] == 1
+    with pytest.raises(ValueError, match="frozen"):
+        SupervisedDataset(DataSettings(data_path=str(path), cache_vision_features=True),
+                          processor.tokenizer, tiny_image_processor(32), model.config)
