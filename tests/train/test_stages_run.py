@@ -92,7 +92,6 @@ def test_lora_stage_end_to_end(toy_data, tmp_path):
     raw["stages"][0].pop("init_adapter")
     recipe = recipe_from_dict(raw)
     from llamavid.train.run import build_model
-
     from llamavid.train.stages import StageSettings, apply_stage
 
     fresh = build_model(recipe.model, recipe)[0]
