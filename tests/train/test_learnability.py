@@ -13,8 +13,8 @@ sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
 
 @pytest.mark.slow
 @pytest.mark.skip(
-    reason="issue 11 open: stage 2 runs ~2.5 s a step on this CPU, so the recipe cannot reach the bar "
-    "in the 5-minute budget yet; run benchmarks/learn_synthetic.py for the current figures"
+    reason="issue 11 open: stages 1+2 now fit the budget (~280 CPU s for 50 + 800 steps at 1 thread) but reach "
+    "58% overall (colour 67%, shape 68%, order 78%, direction 29%; seed 0) below the bar; see docs/training.md"
 )
 def test_tiny_llamavid_learns_synthetic_video_qa(tmp_path):
     from learn_synthetic import learn
@@ -22,11 +22,10 @@ def test_tiny_llamavid_learns_synthetic_video_qa(tmp_path):
 
     torch.set_num_threads(1)
     generate(tmp_path / "data", SyntheticSettings(seed=0))
-    figures = learn(
-        tmp_path / "data", tmp_path / "run", seed=0, stage1_steps=150, stage2_steps=1500, stage0_steps=400
-    )
+    figures = learn(tmp_path / "data", tmp_path / "run", seed=0)  # the recipe's steps
     print(json.dumps(figures))
-    assert figures["train_s"] < 300, "stage 1 + 2 must fit 5 CPU minutes"
+    assert figures["train_s"] < 300, "stage 1 + 2 must fit 5 CPU minutes (process CPU s, 1 torch thread)"
+    assert figures["accuracy"] > figures["majority_baseline"] + 0.2, "stalled near the majority answer"
     assert figures["accuracy"] >= 0.70
     assert figures["colour_accuracy"] >= 0.90
     assert figures["shape_accuracy"] >= 0.85
