@@ -25,19 +25,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .conversation import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, get_template
+from .conversation import IMAGE_PLACEHOLDER, get_template
 from .feature_files import FeatureFile, FeatureFileError, read_feature_file
 from .features import FeatureCache, cache_key, file_digest, vision_fingerprint
+from .layout import ContextLengthError, Turn, build_sample, collate
 from .processing import Video
 
 FEATURE_SUFFIXES = {".safetensors", ".pkl"}
 MOVIE_START = "Below is a movie. Memorize the content and answer my question after watching this movie."
 MOVIE_END = "Now the movie end."
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".jfif"}
-
-
-class ContextLengthError(ValueError):
-    """Prompt plus visual tokens plus the answer do not fit the model's context."""
 
 
 @dataclass
@@ -230,31 +227,10 @@ class ChatEngine:
             raise ValueError("The conversation must end with a user message")
         if isinstance(media, FeatureFile):
             return self._movie_inputs(messages, media, template)
-        placeholder = VIDEO_PLACEHOLDER if media is not None and media.is_video else IMAGE_PLACEHOLDER
-        turns, prompts = [], []
-        for message in messages:
-            text = message.content.replace(IMAGE_PLACEHOLDER, "").replace(VIDEO_PLACEHOLDER, "").strip()
-            if media is not None and message.role == "user":
-                prompts.append(text)
-                text = f"{placeholder}\n{text}"
-            turns.append((message.role, text))
-        prompt = get_template(template or self.config.chat_template).render(turns)
-        frames = [media.num_frames] * len(prompts) if media is not None else []
-        ids = self.processor.tokenize(prompt, frames)
-        inputs = {
-            "input_ids": torch.tensor([ids]),
-            "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
-        }
+        turns = [Turn(m.role, m.content) for m in messages]
         if media is not None:
-            inputs["qformer_input_ids"], inputs["qformer_attention_mask"] = self.processor.tokenize_qformer(
-                prompts
-            )
-            inputs["vision_features"] = media.features
-            inputs["vision_features_include_cls"] = media.include_cls
-            inputs["media_frame_counts"] = torch.tensor([media.num_frames])
-            inputs["segment_media_index"] = torch.zeros(len(prompts), dtype=torch.long)
-        self._check_length(len(ids), media, len(prompts))
-        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+            turns[next(i for i, t in enumerate(turns) if t.role == "user")].media = [media]
+        return collate(self, [build_sample(self, turns, template=template)])
 
     def movie_text(self, movie: FeatureFile, question: str) -> str:
         """The long-video user message: start prompt, each frame's placeholder and subtitles, end prompt,
@@ -299,22 +275,6 @@ class ChatEngine:
 
     def _vision_dtype(self) -> torch.dtype:
         return self.model.vision_tower.model.embeddings.patch_embedding.weight.dtype
-
-    def _check_length(self, length: int, media: MediaFeatures | None, segments: int) -> None:
-        limit = self.context_length
-        if length < limit:
-            return
-        message = f"The prompt needs {length} tokens but the model's context is {limit} tokens"
-        if media is not None:
-            per_frame = self.config.tokens_per_frame
-            visual = media.num_frames * per_frame * segments
-            text = length - visual
-            fit = max(0, (limit - text - 64) // (per_frame * segments))
-            message += (
-                f" ({visual} visual: {media.num_frames} frames x {per_frame} tokens x {segments} turn(s)); "
-                f"use at most {fit} frames (--max-frames {fit}) or start a new conversation"
-            )
-        raise ContextLengthError(message)
 
     # -- chat ------------------------------------------------------------------------------------------------
 

@@ -109,7 +109,7 @@ def test_user_errors_are_one_line(files, args, message):
 def test_prompt_longer_than_the_context_says_how_many_frames_fit(files):
     result = chat(files, "--video", str(files / "clip.mp4"), "--prompt", "What happens?", model="short")
     assert result.returncode == 2
-    assert "tokens but the model's context is 40 tokens" in result.stderr
+    assert "maximum context length is 40 tokens" in result.stderr
     assert "4 frames x 2 tokens" in result.stderr and "--max-frames" in result.stderr
 
 

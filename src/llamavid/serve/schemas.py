@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ..layout import Turn
 from .errors import APIError
 
 MEDIA_PART_TYPES = {"image_url": "image", "video_url": "video"}
@@ -68,15 +69,6 @@ class MediaRef:
     fps: float | None = None
     num_frames: int | None = None
     max_frames: int | None = None
-
-
-@dataclass
-class Turn:
-    """One message: its role, its text, and the media it shows (in order)."""
-
-    role: str
-    text: str
-    media: list = field(default_factory=list)  # MediaRef before fetching, MediaFeatures after
 
 
 @dataclass
