@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from ..engine import MediaFeatures
-from ..features import cache_key, vision_fingerprint
+from ..features import cache_key
 from ..media import MediaError, load_image, load_video
 from .errors import APIError
 from .schemas import MediaRef
@@ -143,7 +143,6 @@ class MediaEncoder:
         self.temp_dir = Path(temp_dir)
         self.fetcher = MediaFetcher(settings)
         self._lock = threading.Lock()
-        self._fingerprint: str | None = None
 
     def encode(self, ref: MediaRef) -> tuple[MediaFeatures, bool]:
         """Fetch (under the limits) and encode what a request names: (features, whether they were cached)."""
@@ -152,14 +151,14 @@ class MediaEncoder:
     def encode_data(self, ref: MediaRef, data: bytes | Path) -> tuple[MediaFeatures, bool]:
         """Encode bytes or a file the server already trusts (the web page's uploads)."""
         settings = self._sampling(ref)
-        key = cache_key(digest_of(data), settings, self.fingerprint())
+        key = cache_key(digest_of(data), settings, self.engine.fingerprint)
         with self._lock:
             entry = self.engine.cache.get(key)
         cached = entry is not None
         if not cached:
             pixels, times = self._decode(data, ref, settings)
             with self._lock:
-                entry = {"features": self.vision(pixels).cpu(), "timestamps": torch.tensor(times, dtype=torch.float64)}
+                entry = {"features": self.engine.vision_features(pixels).cpu(), "timestamps": torch.tensor(times, dtype=torch.float64)}
                 self.engine.cache.put(key, entry)
         features = MediaFeatures(entry["features"], is_video=ref.kind == "video",
                                  timestamps=entry["timestamps"].tolist(), source=ref.kind)
@@ -200,24 +199,12 @@ class MediaEncoder:
         return load_video(path, fps=settings["fps"], num_frames=settings["num_frames"],
                           max_frames=settings["max_frames"], size=settings["size"], progress=False)
 
-    def vision(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(F, 3, S, S) pixels -> (F, 1 + N, V) features on the model's device and dtype."""
-        model = self.engine.model
-        weight = model.vision_tower.model.embeddings.patch_embedding.weight
-        with torch.inference_mode():
-            return model.get_vision_features(pixels.to(weight.device, weight.dtype), batch_size=32)
-
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            self._fingerprint = vision_fingerprint(self.engine.model, self.engine.processor.image_processor)
-        return self._fingerprint
-
     def encode_frames(self, frames) -> MediaFeatures:
         """A frame array (T, H, W, 3) held in memory (the web page's bundled sample)."""
         from ..processing import Video
 
         with self._lock:
-            return MediaFeatures(self.vision(self.engine.processor.preprocess(Video(frames))).cpu(), is_video=True,
+            return MediaFeatures(self.engine.vision_features(self.engine.processor.preprocess(Video(frames))).cpu(), is_video=True,
                                  timestamps=[float(t) for t in range(len(frames))], source="sample")
 
 
