@@ -99,7 +99,10 @@ class ChatEngine:
         fps: float | None = None,
         max_frames: int | None = None,
         vision_batch_size: int = 32,
+        decode_at_model_size: bool = True,
     ):
+        """`decode_at_model_size` scales frames while decoding (fast); False decodes at the native size and lets
+        the image processor resize, as the original did (evaluation uses it for fidelity)."""
         self.model = model
         self.processor = processor
         self.config = model.config
@@ -107,6 +110,7 @@ class ChatEngine:
         self.fps = fps or self.config.video_fps
         self.max_frames = max_frames
         self.vision_batch_size = vision_batch_size
+        self.decode_at_model_size = decode_at_model_size
         self._fingerprint: str | None = None
         self._lock = threading.Lock()
 
@@ -163,6 +167,7 @@ class ChatEngine:
             "fps": self.fps,
             "max_frames": self.max_frames,
             "pad": self.config.pad_to_square,
+            "decode_at_model_size": self.decode_at_model_size,
         }
         digest = file_digest(path) if path.is_file() else f"dir:{path.resolve()}:{path.stat().st_mtime_ns}"
         key = cache_key(digest, settings, self.fingerprint)
@@ -171,7 +176,8 @@ class ChatEngine:
             if is_image:
                 pixels, times = self.processor.preprocess(load_image(path)), [0.0]
             else:
-                clip = load_video(path, fps=self.fps, max_frames=self.max_frames, size=self.config.image_size)
+                size = self.config.image_size if self.decode_at_model_size else None
+                clip = load_video(path, fps=self.fps, max_frames=self.max_frames, size=size)
                 pixels, times = self.processor.preprocess(Video(clip.frames)), list(clip.timestamps)
             return {
                 "features": self.vision_features(pixels).cpu(),

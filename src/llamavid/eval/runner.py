@@ -98,7 +98,9 @@ def recover(path: Path) -> list[dict]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
-                raise EvalDataError(f"{path}:{number} is not a JSON line; remove the file to start over") from None
+                raise EvalDataError(
+                    f"{path}:{number} is not a JSON line; remove the file to start over"
+                ) from None
     return rows
 
 
@@ -106,26 +108,36 @@ class AnswerGenerator:
     """Model + processor -> answers for batches of items. Knows nothing about benchmarks."""
 
     def __init__(self, model, processor, feature_cache_dir: Path | None = None):
+        from llamavid.engine import ChatEngine
         from llamavid.features import FeatureCache
 
         self.model = model
         self.processor = processor
-        self.cache = FeatureCache(feature_cache_dir, memory_items=4)
-        self._fingerprint = None
-        self._keys: dict[str, str] = {}
+        # the chat engine's vision pass and feature cache; frames decoded at their own size, then resized by the
+        # image processor, as the original's evaluation did
+        self.engine = ChatEngine(
+            model,
+            processor,
+            cache=FeatureCache(feature_cache_dir, memory_items=4),
+            fps=FPS,
+            decode_at_model_size=False,
+        )
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
 
     # -- media -> vision features (F, 1 + N, V) ---------------------------------------------------------------
 
     def features(self, media: Media) -> torch.Tensor:
-        if media.kind == "image":
-            return self._vision(self._image_pixels(media))
-        return self._video_features(media.source)
+        from llamavid.media import MediaError
 
-    def _vision(self, pixels: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return self.model.get_vision_features(pixels.to(self.device, self.dtype), batch_size=32)
+        if media.kind == "image":
+            return self.engine.vision_features(self._image_pixels(media))
+        if not Path(media.source).is_file():
+            raise EvalDataError(f"missing video {media.source}")
+        try:
+            return self.engine.encode_media(media.source).features.to(self.device, self.dtype)
+        except MediaError as error:
+            raise EvalDataError(str(error)) from None
 
     def _image_pixels(self, media: Media) -> torch.Tensor:
         from llamavid.media import MediaError, load_image
@@ -137,29 +149,6 @@ class AnswerGenerator:
         if media.pad:
             return self.processor.preprocess(image)
         return self.processor.image_processor([image], return_tensors="pt")["pixel_values"]
-
-    def _video_features(self, path: str) -> torch.Tensor:
-        from llamavid.features import cache_key, file_digest, vision_fingerprint
-
-        if path not in self._keys:
-            if not Path(path).is_file():
-                raise EvalDataError(f"missing video {path}")
-            if self._fingerprint is None:
-                self._fingerprint = vision_fingerprint(self.model, self.processor.image_processor)
-            settings = {"fps": FPS, "decoder": "llamavid.media", "pad_to_square": False}
-            self._keys[path] = cache_key(file_digest(path), settings, self._fingerprint)
-        entry = self.cache.get_or_compute(self._keys[path], lambda: {"features": self._decode_and_encode(path)})
-        return entry["features"].to(self.device, self.dtype)
-
-    def _decode_and_encode(self, path: str) -> torch.Tensor:
-        from llamavid.media import MediaError, load_video
-        from llamavid.processing import Video
-
-        try:
-            clip = load_video(path, fps=FPS, progress=False)
-        except MediaError as error:
-            raise EvalDataError(str(error)) from None
-        return self._vision(self.processor.preprocess(Video(clip.frames))).cpu()
 
     # -- batch -> answers ---------------------------------------------------------------------------------------
 
@@ -184,13 +173,20 @@ class AnswerGenerator:
             inputs["vision_features"] = torch.cat(features)
             inputs["media_frame_counts"] = torch.tensor(frame_counts, dtype=torch.long, device=self.device)
             ids, mask = self.processor.tokenize_qformer(prompts)
-            inputs["qformer_input_ids"], inputs["qformer_attention_mask"] = ids.to(self.device), mask.to(self.device)
+            inputs["qformer_input_ids"], inputs["qformer_attention_mask"] = (
+                ids.to(self.device),
+                mask.to(self.device),
+            )
             inputs["segment_media_index"] = torch.tensor(segments, dtype=torch.long, device=self.device)
-        sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+        sampling = (
+            {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+        )
         tokenizer = self.processor.tokenizer
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         with torch.inference_mode():
-            output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, pad_token_id=pad_id, **sampling)
+            output = self.model.generate(
+                **inputs, max_new_tokens=max_new_tokens, pad_token_id=pad_id, **sampling
+            )
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         texts = [clean_output(self.processor.decode(row)) for row in new_tokens]
         answers, cursor = [], 0
@@ -220,7 +216,12 @@ def clean_output(text: str) -> str:
 
 
 def run_benchmark(
-    bench: Benchmark, generator: AnswerGenerator, data: Path, out: Path, settings: RunSettings, items: list | None = None
+    bench: Benchmark,
+    generator: AnswerGenerator,
+    data: Path,
+    out: Path,
+    settings: RunSettings,
+    items: list | None = None,
 ) -> Path:
     """Generate the missing answers of this shard into its answers file; returns the file.
 
@@ -249,7 +250,9 @@ def run_benchmark(
     if settings.progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=bench.name, unit="q", dynamic_ncols=True)
+        bar = tqdm(
+            total=len(items), initial=len(items) - len(todo), desc=bench.name, unit="q", dynamic_ncols=True
+        )
     make_row = bench.make_row or llava_row
     with open(path, "a", encoding="utf-8") as handle:
         for start in range(0, len(todo), settings.batch_size):
@@ -257,7 +260,10 @@ def run_benchmark(
             if decode["temperature"] > 0:
                 torch.manual_seed(settings.seed + start)
             texts = generator.generate(batch, decode["max_new_tokens"], decode["temperature"])
-            lines = "".join(json.dumps(_row(make_row, item, answer, settings.model_id)) + "\n" for item, answer in zip(batch, texts, strict=True))
+            lines = "".join(
+                json.dumps(_row(make_row, item, answer, settings.model_id)) + "\n"
+                for item, answer in zip(batch, texts, strict=True)
+            )
             handle.write(lines)
             handle.flush()
             os.fsync(handle.fileno())
@@ -317,7 +323,9 @@ def merge_shards(out: Path, bench: str) -> tuple[Path, int]:
             raise EvalDataError(f"{path}: question ids answered twice: {sorted(duplicated)[:5]}")
         lacking = [qid for qid in owed if qid not in set(got_ids)]
         if lacking:
-            raise EvalDataError(f"{path} lacks {len(lacking)} answers (e.g. {lacking[:5]}); rerun that shard to finish it")
+            raise EvalDataError(
+                f"{path} lacks {len(lacking)} answers (e.g. {lacking[:5]}); rerun that shard to finish it"
+            )
         extra = set(got_ids) - set(owed)
         if extra:
             raise EvalDataError(f"{path} has answers for ids it does not own: {sorted(extra)[:5]}")
