@@ -110,21 +110,15 @@ def check_length(engine, length: int, frames: list[int]) -> None:
 def collate(engine, samples: list[Sample]) -> dict:
     """Left-padded model inputs for samples sharing a `batch_key`; placeholders fill in reading order."""
     processor = engine.processor
-    pad_id = processor.tokenizer.pad_token_id if processor.tokenizer.pad_token_id is not None else 0
-    length = max(len(s.ids) for s in samples)
-    ids = torch.full((len(samples), length), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(samples), length), dtype=torch.long)
     features, counts, segment_index, prompts = [], [], [], []
-    for row, sample in enumerate(samples):
-        ids[row, length - len(sample.ids) :] = torch.tensor(sample.ids, dtype=torch.long)
-        mask[row, length - len(sample.ids) :] = 1
+    for sample in samples:
         offset = len(counts)
         for media in sample.media:
             features.append(media.features)
             counts.append(media.num_frames)
         segment_index += [offset + s for s in sample.segments]
         prompts += sample.prompts
-    inputs = {"input_ids": ids, "attention_mask": mask}
+    inputs = processor.pad([sample.ids for sample in samples], "left")
     if features:
         inputs["vision_features"] = torch.cat(features)  # (F, T, V), media in reading order
         inputs["vision_features_include_cls"] = samples[0].include_cls

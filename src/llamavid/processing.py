@@ -192,7 +192,7 @@ class LlamaVidProcessor:
             prompts += self._segment_prompts(sample_text, sample_prompts, placeholders)
             sequences.append(self.tokenize(sample_text, [frame_counts[first_item + t] for t in targets]))
 
-        data = self._pad(sequences, padding_side)
+        data = self.pad(sequences, padding_side)
         if pixels:
             data["pixel_values"] = torch.cat(pixels)
             data["media_frame_counts"] = torch.tensor(frame_counts, dtype=torch.long)
@@ -224,7 +224,9 @@ class LlamaVidProcessor:
             raise ValueError(f"{len(prompts)} Q-Former prompts for {placeholders} visual placeholders")
         return list(prompts)
 
-    def _pad(self, sequences: list[list[int]], side: str) -> dict[str, torch.Tensor]:
+    def pad(self, sequences: list[list[int]], side: str = "left") -> dict[str, torch.Tensor]:
+        """Token-id lists -> `input_ids` and `attention_mask`, padded with the tokenizer's pad id (left for
+        generation, right for training)."""
         if side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0

@@ -168,7 +168,7 @@ class AnswerGenerator:
                 if media_index is not None:
                     prompts.append(request.qformer)
                     segments.append(media_index)
-        inputs = self._left_pad(sequences)
+        inputs = {k: v.to(self.device) for k, v in self.processor.pad(sequences, "left").items()}
         if features:
             inputs["vision_features"] = torch.cat(features)
             inputs["media_frame_counts"] = torch.tensor(frame_counts, dtype=torch.long, device=self.device)
@@ -194,17 +194,6 @@ class AnswerGenerator:
             answers.append(texts[cursor : cursor + len(item.requests)])
             cursor += len(item.requests)
         return answers
-
-    def _left_pad(self, sequences: list[list[int]]) -> dict:
-        tokenizer = self.processor.tokenizer
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        length = max(len(s) for s in sequences)
-        ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(sequences), length), dtype=torch.long)
-        for row, sequence in enumerate(sequences):
-            ids[row, length - len(sequence) :] = torch.tensor(sequence, dtype=torch.long)
-            mask[row, length - len(sequence) :] = 1
-        return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
 
 
 def clean_output(text: str) -> str:
