@@ -137,3 +137,45 @@ def test_dataset_counts_load_errors_and_can_fail(toy_data, tmp_path):
     with pytest.raises(ValueError, match="frozen"):
         SupervisedDataset(DataSettings(data_path=str(path), cache_vision_features=True),
                           processor.tokenizer, tiny_image_processor(32), model.config)
+
+
+def test_shared_prefix_gives_the_same_losses(toy_data, tmp_path, monkeypatch):
+    """The batch's common prefix (BOS + system prompt) run once gives the same loss curve as full rows."""
+    from llamavid.train.trainer import LlamaVidTrainer
+
+    prefixes = []
+    forward = LlamaVidTrainer._forward_with_shared_prefix
+
+    def counted(model, inputs, prefix, keep):
+        prefixes.append(prefix)
+        return forward(model, inputs, prefix, keep)
+
+    monkeypatch.setattr(LlamaVidTrainer, "_forward_with_shared_prefix", staticmethod(counted))
+    curves = []
+    for shared in (False, True):
+        raw = toy_recipe(toy_data, tmp_path / f"run-{shared}")
+        raw["stages"][1]["shared_prefix"] = shared
+        curves.append(run_recipe(recipe_from_dict(raw))["stage2"]["losses"])
+    assert len(curves[0]) == 3
+    assert curves[1] == pytest.approx(curves[0], rel=1e-4)
+    assert len(prefixes) == 3 and min(prefixes) > 10  # BOS + the Vicuna system prompt, once a step
+
+
+def test_visual_lr_scale_gives_the_token_generator_its_own_learning_rate(toy_data, tmp_path):
+    from transformers import TrainingArguments
+
+    from llamavid.train.run import build_model
+    from llamavid.train.stages import StageSettings, apply_stage
+    from llamavid.train.trainer import LlamaVidTrainer
+
+    recipe = recipe_from_dict(toy_recipe(toy_data, tmp_path / "run"))
+    model, _ = build_model(recipe.model, recipe)
+    apply_stage(model, StageSettings.preset("stage2"))
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), learning_rate=1e-3, use_cpu=True, report_to="none")
+    trainer = LlamaVidTrainer(model=model, args=args, stage=StageSettings.preset("stage2"), visual_lr_scale=5.0)
+    optimizer = trainer.create_optimizer()
+    rates = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            assert rates[id(parameter)] == pytest.approx(5e-3 if name.startswith("token_generator.") else 1e-3)
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == sum(p.requires_grad for p in model.parameters())

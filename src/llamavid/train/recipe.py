@@ -87,6 +87,10 @@ class StageRun:
     group_by_modality_length: bool = False
     init_adapter: str | None = None
     """`previous` (the adapter saved by the previous stage) or a path to a visual_adapter.safetensors."""
+    visual_lr_scale: float = 1.0
+    """Learning rate of the token generator (Q-Former, queries, projectors) relative to `learning_rate`."""
+    shared_prefix: bool = False
+    """Run the batch's common text prefix (BOS + system prompt) through the LLM once (same loss, fewer tokens)."""
 
 
 @dataclass

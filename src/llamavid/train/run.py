@@ -209,6 +209,8 @@ def run_stage(
         callbacks=[EpochCallback(dataset)],
         stage=run.stage,
         group_by_modality_length=run.group_by_modality_length,
+        visual_lr_scale=run.visual_lr_scale,
+        shared_prefix=run.shared_prefix,
     )
     checkpoint = resume
     if resume is True:

@@ -4,6 +4,9 @@
 * a loss computed on the labelled positions only (logits for the other positions are never built: with a
   large vocabulary the output layer dominates a short-answer step), mean over labelled tokens like the
   original's shifted cross-entropy;
+* optionally (`shared_prefix`), the text prefix every sample of the batch shares (BOS + the template's system
+  prompt) runs through the LLM once and its keys/values serve the whole batch: the same loss and gradients
+  (the prefix attends only to itself), fewer LLM tokens a step;
 * stage 1 saves only the visual-token weights (`visual_adapter.safetensors` + config.json, the original's
   `mm_projector.bin`), and can resume from such checkpoints (the original could not: quirk 21).
 """
@@ -19,7 +22,7 @@ from transformers import Trainer, TrainerCallback
 
 from .preprocess import IGNORE_INDEX
 from .sampler import ModalityLengthSampler
-from .stages import StageSettings, adapter_state_dict, load_adapter
+from .stages import ADAPTER_PREFIX, StageSettings, adapter_state_dict, load_adapter
 
 ADAPTER_FILE = "visual_adapter.safetensors"
 
@@ -35,10 +38,13 @@ class EpochCallback(TrainerCallback):
 
 
 class LlamaVidTrainer(Trainer):
-    def __init__(self, *args, stage: StageSettings, group_by_modality_length: bool = False, **kwargs):
+    def __init__(self, *args, stage: StageSettings, group_by_modality_length: bool = False,
+                 visual_lr_scale: float = 1.0, shared_prefix: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.stage = stage
         self.group_by_modality_length = group_by_modality_length
+        self.visual_lr_scale = visual_lr_scale
+        self.shared_prefix = shared_prefix
         # Our loss is a mean over the batch's labelled tokens: let the Trainer scale for gradient accumulation.
         self.model_accepts_loss_kwargs = False
 
@@ -53,13 +59,41 @@ class LlamaVidTrainer(Trainer):
             seed=self.args.seed,
         )
 
+    def create_optimizer(self, model=None):
+        """The Trainer's optimiser, with the token generator (`token_generator.*`: Q-Former, queries,
+        projectors) at `visual_lr_scale` times the learning rate when that is not 1."""
+        if self.optimizer is not None or self.visual_lr_scale == 1.0:
+            return super().create_optimizer(model)
+        model = self.model if model is None else model
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        decay = set(self.get_decay_parameter_names(model))
+        groups: dict[tuple[bool, bool], list] = {}
+        for name, parameter in model.named_parameters():
+            if parameter.requires_grad:
+                groups.setdefault((ADAPTER_PREFIX in name, name in decay), []).append(parameter)
+        lr = optimizer_kwargs.pop("lr", self.args.learning_rate)
+        self.optimizer = optimizer_cls(
+            [
+                {"params": params, "lr": lr * (self.visual_lr_scale if visual else 1.0),
+                 "weight_decay": self.args.weight_decay if decayed else 0.0}
+                for (visual, decayed), params in groups.items()
+            ],
+            lr=lr,
+            **optimizer_kwargs,
+        )
+        return self.optimizer
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
         targets = labels[:, 1:]  # position t predicts token t + 1
         keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
         if keep.numel() == 0:  # a fully masked batch (e.g. mismatches): no loss, keep the graph alive
             keep = torch.zeros(1, dtype=torch.long, device=labels.device)
-        outputs = model(**inputs, logits_to_keep=keep)
+        prefix = self._shared_prefix_length(model, inputs, int(keep[0])) if self.shared_prefix else 0
+        if prefix:
+            outputs = self._forward_with_shared_prefix(model, inputs, prefix, keep)
+        else:
+            outputs = model(**inputs, logits_to_keep=keep)
         logits = outputs.logits.float()  # (B, K, V)
         chosen = targets[:, keep]
         if (chosen != IGNORE_INDEX).any():
@@ -67,6 +101,59 @@ class LlamaVidTrainer(Trainer):
         else:
             loss = logits.sum() * 0.0
         return (loss, outputs) if return_outputs else loss
+
+    @staticmethod
+    def _shared_prefix_length(model, inputs, first_kept: int) -> int:
+        """Leading columns identical in every row (no padding, no placeholder) and before the first position
+        whose logits are needed; 0 where the shortcut does not apply (one row, LoRA/peft, a wrapped model)."""
+        input_ids, mask = inputs["input_ids"], inputs.get("attention_mask")
+        if input_ids.shape[0] < 2 or not hasattr(model, "embed_inputs"):
+            return 0
+        if type(model.language_model).__name__.startswith("Peft"):
+            return 0
+        same = (input_ids == input_ids[:1]).all(dim=0) & (input_ids[0] != model.config.image_token_id)
+        if mask is not None:
+            same &= mask.bool().all(dim=0)
+        length = int(same.long().cumprod(dim=0).sum())
+        return max(0, min(length, first_kept, input_ids.shape[1] - 1))
+
+    @staticmethod
+    def _forward_with_shared_prefix(model, inputs, prefix: int, keep: torch.Tensor):
+        from transformers import DynamicCache
+
+        inputs = dict(inputs)
+        input_ids = inputs.pop("input_ids")
+        mask = inputs.pop("attention_mask", None)
+        visual = None
+        if inputs.get("pixel_values") is not None or inputs.get("vision_features") is not None:
+            visual = model._visual_tokens_for_forward(
+                inputs.get("pixel_values"),
+                inputs.get("vision_features"),
+                inputs.get("vision_features_include_cls", True),
+                inputs.get("media_frame_counts"),
+                inputs.get("qformer_input_ids"),
+                inputs.get("qformer_attention_mask"),
+                inputs.get("segment_media_index"),
+            )
+        embeds = model.embed_inputs(input_ids, visual)
+        batch, length = input_ids.shape
+        llm = model.language_model
+        cache = DynamicCache(config=llm.config)
+        llm.model(inputs_embeds=embeds[:1, :prefix], cache=cache, use_cache=True)
+        for layer in cache.layers:  # one row's keys/values, seen by every row (gradients sum back)
+            layer.keys = layer.keys.expand(batch, -1, -1, -1)
+            layer.values = layer.values.expand(batch, -1, -1, -1)
+        if mask is None:
+            mask = torch.ones_like(input_ids)
+        positions = torch.arange(prefix, length, device=input_ids.device).expand(batch, -1)
+        return llm(
+            inputs_embeds=embeds[:, prefix:],
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=keep - prefix,
+        )
 
     def _save(self, output_dir=None, state_dict=None):
         if not self.stage.adapter_only:
