@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,8 @@ class ChatEngine:
         self.max_frames = max_frames
         self.vision_batch_size = vision_batch_size
         self.decode_at_model_size = decode_at_model_size
+        self.token_cache_items = 16
+        self._tokens: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self._fingerprint: str | None = None
         self._lock = threading.Lock()
 
@@ -236,7 +239,38 @@ class ChatEngine:
         turns = [Turn(m.role, m.content) for m in messages]
         if media is not None:
             turns[next(i for i, t in enumerate(turns) if t.role == "user")].media = [media]
-        return collate(self, [build_sample(self, turns, template=template)])
+        sample = build_sample(self, turns, template=template)
+        inputs = collate(self, [sample])
+        if sample.media:
+            inputs["visual_tokens"] = self.segment_tokens(sample)
+        return inputs
+
+    def segment_tokens(self, sample) -> torch.Tensor:
+        """Visual tokens of every placeholder of `sample`, in order. Earlier turns' (medium, question) pairs
+        come from a small cache, so a turn runs the Q-Former only for its own question."""
+        pieces = []
+        for segment, prompt in zip(sample.segments, sample.prompts, strict=True):
+            media = sample.media[segment]
+            key = (id(media.features), media.include_cls, prompt)
+            if key not in self._tokens:
+                ids, mask = self.processor.tokenize_qformer([prompt])
+                with torch.inference_mode():
+                    tokens = self.model.get_visual_tokens(
+                        media.features.to(self.device, self._vision_dtype()),
+                        ids.to(self.device),
+                        mask.to(self.device),
+                        torch.tensor([media.num_frames], device=self.device),
+                        vision_features_include_cls=media.include_cls,
+                    )
+                self._tokens[key] = (
+                    media.features,
+                    tokens,
+                )  # the features are kept so that their id stays theirs
+                while len(self._tokens) > self.token_cache_items:
+                    self._tokens.popitem(last=False)
+            self._tokens.move_to_end(key)
+            pieces.append(self._tokens[key][1])
+        return torch.cat(pieces)
 
     def movie_text(self, movie: FeatureFile, question: str) -> str:
         """The long-video user message: start prompt, each frame's placeholder and subtitles, end prompt,

@@ -38,6 +38,7 @@ from transformers.models.instructblip.modeling_instructblip import (
 from .configuration import LlamaVidConfig
 
 VISUAL_INPUTS = (
+    "visual_tokens",
     "pixel_values",
     "vision_features",
     "vision_features_include_cls",
@@ -335,6 +336,7 @@ class LlamaVidForConditionalGeneration(LlamaVidPreTrainedModel, GenerationMixin)
         qformer_input_ids: torch.LongTensor | None = None,
         qformer_attention_mask: torch.Tensor | None = None,
         segment_media_index: torch.LongTensor | None = None,
+        visual_tokens: torch.Tensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs,
@@ -342,10 +344,11 @@ class LlamaVidForConditionalGeneration(LlamaVidPreTrainedModel, GenerationMixin)
         """Embed text -> encode visuals -> scatter into the placeholders -> LLM (-> loss on shifted labels).
 
         `labels` use -100 wherever no loss is wanted; placeholder positions are always ignored.
+        `visual_tokens` (sum of segment tokens, H), when given, are spliced as they are (a caller that kept
+        them from an earlier turn); the other visual inputs are then not used.
         """
-        visual_tokens = None
         if inputs_embeds is None:
-            if pixel_values is not None or vision_features is not None:
+            if visual_tokens is None and (pixel_values is not None or vision_features is not None):
                 visual_tokens = self._visual_tokens_for_forward(
                     pixel_values,
                     vision_features,

@@ -185,3 +185,22 @@ def test_generation_settings_are_checked():
         GenerationSettings(top_p=0)
     with pytest.raises(ValueError, match="max_new_tokens"):
         GenerationSettings(max_new_tokens=0)
+
+
+def test_later_turns_reuse_earlier_questions_visual_tokens(engine, files, monkeypatch):
+    """A turn runs the Q-Former for its own question only; the spliced tokens equal a fresh computation."""
+    video = str(files / "clip.mp4")
+    media = engine.encode_media(video)
+    messages = [("user", "What happens?"), ("assistant", "A bar moves."), ("user", "Which colour?")]
+    engine.build_inputs(messages[:1], media)
+    rows = []
+    original = engine.model.token_generator.encode_queries
+    monkeypatch.setattr(
+        engine.model.token_generator, "encode_queries", lambda f, *a: rows.append(len(f)) or original(f, *a)
+    )
+    inputs = engine.build_inputs(messages, media)
+    assert rows == [media.num_frames]  # only the new question's frames went through the Q-Former
+    with torch.no_grad():
+        cached = engine.model(**inputs).logits
+        fresh = engine.model(**{k: v for k, v in inputs.items() if k != "visual_tokens"}).logits
+    torch.testing.assert_close(cached, fresh)
