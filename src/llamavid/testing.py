@@ -61,9 +61,14 @@ def tiny_qformer_tokenizer():
 
 
 def tiny_config(
-    text_vocab_size: int = 320, qformer_vocab_size: int = 200, text_overrides: dict | None = None, **overrides
+    text_vocab_size: int = 320,
+    qformer_vocab_size: int = 200,
+    text_overrides: dict | None = None,
+    vision_overrides: dict | None = None,
+    qformer_overrides: dict | None = None,
+    **overrides,
 ) -> LlamaVidConfig:
-    """`overrides` replace top-level fields; `text_overrides` fields of the LLM config (e.g. RoPE scaling)."""
+    """`overrides` replace top-level fields; `*_overrides` fields of a sub-config (e.g. the LLM's RoPE scaling)."""
     settings = dict(
         vision_config=dict(
             hidden_size=32,
@@ -100,6 +105,8 @@ def tiny_config(
         max_sequence_length=2048,
     )
     settings["text_config"].update(text_overrides or {})
+    settings["vision_config"].update(vision_overrides or {})
+    settings["qformer_config"].update(qformer_overrides or {})
     settings.update(overrides)
     return LlamaVidConfig(**settings)
 

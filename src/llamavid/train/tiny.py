@@ -87,42 +87,10 @@ def tiny_llamavid_config(
     text_layers: int = 2,
     **overrides,
 ):
-    """A toy LLaMA-VID config (all sizes explicit, defaults as in facts.md's prototypes)."""
-    from ..configuration import LlamaVidConfig
+    """A toy LLaMA-VID config (all sizes explicit, defaults as in facts.md's prototypes), on the test helper's."""
+    from ..testing import tiny_config
 
     settings = dict(
-        vision_config=dict(
-            hidden_size=vision_width,
-            intermediate_size=2 * vision_width,
-            num_hidden_layers=vision_layers,
-            num_attention_heads=4,
-            image_size=image_size,
-            patch_size=patch_size,
-        ),
-        qformer_config=dict(
-            vocab_size=qformer_vocab_size,
-            hidden_size=qformer_width,
-            num_hidden_layers=qformer_layers,
-            num_attention_heads=4,
-            intermediate_size=2 * qformer_width,
-            max_position_embeddings=64,
-            cross_attention_frequency=1,
-            hidden_dropout_prob=0.0,  # a toy model trained for minutes: dropout only slows it
-            attention_probs_dropout_prob=0.0,
-        ),
-        text_config=dict(
-            model_type="llama",
-            vocab_size=text_vocab_size,
-            hidden_size=text_width,
-            intermediate_size=2 * text_width,
-            num_hidden_layers=text_layers,
-            num_attention_heads=4,
-            num_key_value_heads=4,
-            max_position_embeddings=1024,
-            pad_token_id=0,
-            bos_token_id=1,
-            eos_token_id=2,
-        ),
         num_query=num_query,
         compress="mean",
         qformer_max_length=32,
@@ -131,7 +99,32 @@ def tiny_llamavid_config(
         chat_template="imgsp_v1",
     )
     settings.update(overrides)
-    return LlamaVidConfig(**settings)
+    return tiny_config(
+        text_vocab_size,
+        qformer_vocab_size,
+        vision_overrides=dict(
+            hidden_size=vision_width,
+            intermediate_size=2 * vision_width,
+            num_hidden_layers=vision_layers,
+            image_size=image_size,
+            patch_size=patch_size,
+        ),
+        qformer_overrides=dict(
+            hidden_size=qformer_width,
+            num_hidden_layers=qformer_layers,
+            intermediate_size=2 * qformer_width,
+            cross_attention_frequency=1,
+            hidden_dropout_prob=0.0,  # a toy model trained for minutes: dropout only slows it
+            attention_probs_dropout_prob=0.0,
+        ),
+        text_overrides=dict(
+            hidden_size=text_width,
+            intermediate_size=2 * text_width,
+            num_hidden_layers=text_layers,
+            max_position_embeddings=1024,
+        ),
+        **settings,
+    )
 
 
 __all__ = ["tiny_llamavid_config", "train_qformer_tokenizer", "train_sentencepiece_llama_tokenizer"]
