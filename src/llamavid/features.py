@@ -111,8 +111,5 @@ class FeatureCache:
         while len(self._memory) > self.memory_items:
             self._memory.popitem(last=False)
 
-    def clear_memory(self) -> None:
-        self._memory.clear()
-
 
 __all__ = ["FeatureCache", "cache_key", "file_digest", "vision_fingerprint"]

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import logging
 import queue
+from types import SimpleNamespace
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from llamavid.cli import build_parser
-from llamavid.engine import ChatEngine
+from llamavid.engine import ChatEngine, MediaFeatures
 from llamavid.serve.errors import APIError
-from llamavid.serve.media import load_feature_file
 from llamavid.serve.prompts import build_sample
 from llamavid.serve.scheduler import BatchScheduler, Job
 from llamavid.serve.schemas import Turn, parse_chat_request
@@ -53,11 +53,8 @@ def run_jobs(scheduler, samples, max_tokens=6):
 def test_feature_files_batch_apart_from_decoded_media(engine, tmp_path):
     width = engine.config.vision_config.hidden_size
     patches = engine.model.vision_tower.model.embeddings.num_patches
-    save_file(
-        {"features": torch.randn(5, patches, width), "timestamps": torch.arange(5.0)},
-        tmp_path / "movie.safetensors",
-    )
-    movie = load_feature_file(tmp_path / "movie.safetensors", engine)
+    # long-video features: patch tokens only, as the Q-Former sees them in the original's movie mode
+    movie = MediaFeatures(torch.randn(5, patches, width), is_video=True, include_cls=False)
     assert movie.include_cls is False and movie.num_frames == 5
     frames = engine.encode_media(torch.randint(0, 255, (3, 20, 20, 3), dtype=torch.uint8).numpy())
     samples = [
@@ -79,11 +76,16 @@ def test_feature_files_batch_apart_from_decoded_media(engine, tmp_path):
 
 
 def test_bad_feature_files_are_one_line_errors(engine, tmp_path):
+    import gradio as gr
+
+    from llamavid.serve.web import WebChat
+
     (tmp_path / "junk.safetensors").write_bytes(b"not safetensors")
     save_file({"other": torch.zeros(2)}, tmp_path / "empty.safetensors")
+    page = WebChat(SimpleNamespace(engine=engine))
     for name in ("junk", "empty"):
-        with pytest.raises(APIError) as error:
-            load_feature_file(tmp_path / f"{name}.safetensors", engine)
+        with pytest.raises(gr.Error) as error:
+            page.use_features(str(tmp_path / f"{name}.safetensors"))
         assert "\n" not in error.value.message
 
 
@@ -147,8 +149,6 @@ def test_bad_flags_are_refused_before_loading(capsys):
 
 def test_web_page_answers_movies_in_the_long_video_layout(engine, tmp_path):
     """A feature file picked on the page goes through the engine's movie prompt, streamed, follow-ups included."""
-    from types import SimpleNamespace
-
     from llamavid.feature_files import FeatureFile, write_feature_file
     from llamavid.serve.web import WebChat
 

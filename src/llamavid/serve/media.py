@@ -35,8 +35,10 @@ from .settings import ServeSettings
 
 class MediaTooLarge(APIError):
     def __init__(self, what: str, limit: int):
-        super().__init__(f"{what} is larger than the server's limit of {limit / (1 << 20):g} MB (--max-media-mb)",
-                         status=413)
+        super().__init__(
+            f"{what} is larger than the server's limit of {limit / (1 << 20):g} MB (--max-media-mb)",
+            status=413,
+        )
 
 
 class MediaFetcher:
@@ -54,7 +56,9 @@ class MediaFetcher:
         if scheme == "file":
             return self._local(urllib.parse.unquote(urllib.parse.urlsplit(url).path), url)
         if scheme and len(scheme) > 1:  # "c:" would be a Windows drive, handled as a path
-            raise APIError(f"URL scheme {scheme!r} is not allowed; use data:, http(s):// or an allowed file path")
+            raise APIError(
+                f"URL scheme {scheme!r} is not allowed; use data:, http(s):// or an allowed file path"
+            )
         return self._local(url, url)
 
     def _data_url(self, url: str) -> bytes:
@@ -95,8 +99,9 @@ class MediaFetcher:
                                 raise MediaTooLarge(_short(url), limit)
                         return bytes(data)
                 except httpx.TimeoutException:
-                    raise APIError(f"fetching {_short(url)} timed out after {self.settings.fetch_timeout_s:g} s",
-                                   ) from None
+                    raise APIError(
+                        f"fetching {_short(url)} timed out after {self.settings.fetch_timeout_s:g} s",
+                    ) from None
                 except httpx.HTTPError as error:
                     raise APIError(f"fetching {_short(url)} failed: {type(error).__name__}") from None
         raise APIError(f"{_short(url)}: more than {self.settings.max_redirects} redirects")
@@ -158,10 +163,17 @@ class MediaEncoder:
         if not cached:
             pixels, times = self._decode(data, ref, settings)
             with self._lock:
-                entry = {"features": self.engine.vision_features(pixels).cpu(), "timestamps": torch.tensor(times, dtype=torch.float64)}
+                entry = {
+                    "features": self.engine.vision_features(pixels).cpu(),
+                    "timestamps": torch.tensor(times, dtype=torch.float64),
+                }
                 self.engine.cache.put(key, entry)
-        features = MediaFeatures(entry["features"], is_video=ref.kind == "video",
-                                 timestamps=entry["timestamps"].tolist(), source=ref.kind)
+        features = MediaFeatures(
+            entry["features"],
+            is_video=ref.kind == "video",
+            timestamps=entry["timestamps"].tolist(),
+            source=ref.kind,
+        )
         return features, cached
 
     def _sampling(self, ref: MediaRef) -> dict:
@@ -170,10 +182,17 @@ class MediaEncoder:
             return {"kind": "image", "pad": config.pad_to_square}
         limit = self.settings.max_frames
         if ref.num_frames is not None and ref.num_frames > limit:
-            raise APIError(f"num_frames {ref.num_frames} exceeds the server's limit of {limit} (--max-frames)")
+            raise APIError(
+                f"num_frames {ref.num_frames} exceeds the server's limit of {limit} (--max-frames)"
+            )
         max_frames = min(ref.max_frames or limit, limit)
-        return {"kind": "video", "fps": ref.fps or self.settings.fps, "num_frames": ref.num_frames,
-                "max_frames": max_frames, "size": config.image_size}
+        return {
+            "kind": "video",
+            "fps": ref.fps or self.settings.fps,
+            "num_frames": ref.num_frames,
+            "max_frames": max_frames,
+            "size": config.image_size,
+        }
 
     def _decode(self, data: bytes | Path, ref: MediaRef, settings: dict) -> tuple[torch.Tensor, list[float]]:
         from ..processing import Video
@@ -196,30 +215,23 @@ class MediaEncoder:
 
     @staticmethod
     def _load_video(path: Path, settings: dict):
-        return load_video(path, fps=settings["fps"], num_frames=settings["num_frames"],
-                          max_frames=settings["max_frames"], size=settings["size"], progress=False)
+        return load_video(
+            path,
+            fps=settings["fps"],
+            num_frames=settings["num_frames"],
+            max_frames=settings["max_frames"],
+            size=settings["size"],
+            progress=False,
+        )
 
     def encode_frames(self, frames) -> MediaFeatures:
         """A frame array (T, H, W, 3) held in memory (the web page's bundled sample)."""
         from ..processing import Video
 
         with self._lock:
-            return MediaFeatures(self.engine.vision_features(self.engine.processor.preprocess(Video(frames))).cpu(), is_video=True,
-                                 timestamps=[float(t) for t in range(len(frames))], source="sample")
-
-
-def load_feature_file(path: str | os.PathLike, engine) -> MediaFeatures:
-    """A long-video feature file (`extract-features` output or the original's `.pkl`), checked against the
-    model's vision tower by `engine.load_movie`, as MediaFeatures over its patch tokens (the Q-Former sees no CLS,
-    as in the original's long-video mode). Subtitles are not used on this path."""
-    from ..feature_files import FeatureFileError
-
-    try:
-        movie = engine.load_movie(path)
-    except FeatureFileError as error:
-        raise APIError(str(error)) from None
-    features = movie.features[:, 1:] if movie.include_cls else movie.features
-    weight = engine.model.vision_tower.model.embeddings.patch_embedding.weight
-    media = MediaFeatures(features=features.to(weight.dtype), is_video=True, include_cls=False,
-                          timestamps=list(movie.timestamps), source=os.fspath(path))
-    return engine.encode_media(media)
+            return MediaFeatures(
+                self.engine.vision_features(self.engine.processor.preprocess(Video(frames))).cpu(),
+                is_video=True,
+                timestamps=[float(t) for t in range(len(frames))],
+                source="sample",
+            )
