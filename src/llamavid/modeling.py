@@ -138,11 +138,15 @@ class VisualTokenGenerator(nn.Module):
 
     def context_tokens(self, features, patches, keys, input_ids, attention_mask, frames, prompts):
         """One context token per row of a chunk: (Rc,) rows -> (Rc, 1, H)."""
-        queries = self.encode_queries(features[frames], input_ids[prompts], attention_mask[prompts])
-        text_queries = self.query_projector(queries)  # (Rc, Q, V)
-        scores = text_queries @ keys[frames].transpose(1, 2) / patches.shape[-1] ** 0.5  # (Rc, Q, N)
-        attended = scores.softmax(dim=-1) @ patches[frames]  # (Rc, Q, V): weights over the raw patches
+        weights = self.context_attention(features[frames], keys[frames], input_ids[prompts], attention_mask[prompts])
+        attended = weights @ patches[frames]  # (Rc, Q, V): weights over the raw patches
         return self.context_projector(attended.mean(dim=1, keepdim=True))  # (Rc, 1, H)
+
+    def context_attention(self, features, keys, input_ids, attention_mask) -> torch.Tensor:
+        """Where each text-aware query looks: (Rc, T, V) features, (Rc, N, V) keys -> (Rc, Q, N) weights."""
+        text_queries = self.query_projector(self.encode_queries(features, input_ids, attention_mask))
+        scores = text_queries @ keys.transpose(1, 2) / keys.shape[-1] ** 0.5  # (Rc, Q, N)
+        return scores.softmax(dim=-1)
 
     def encode_queries(self, features, input_ids, attention_mask) -> torch.Tensor:
         """InstructBLIP Q-Former in encoder mode over [queries; prompt]: (Rc, T, V) -> (Rc, Q, Dq)."""

@@ -116,6 +116,11 @@ def modality_lengths(records: list[dict]) -> list[int]:
     return lengths
 
 
+def decoded_key(path, fps: float, max_frames: int | None = None, size=None) -> tuple:
+    """Key of a video's processed frames in a shared media cache (the same file, sampled the same way)."""
+    return ("decoded", str(Path(path).resolve()), float(fps), max_frames, size)
+
+
 class SupervisedDataset(torch.utils.data.Dataset):
     """LLaVA-format samples -> dicts the `Collator` batches (see the module docstring)."""
 
@@ -279,15 +284,14 @@ class SupervisedDataset(torch.utils.data.Dataset):
         from ..media import load_video
 
         fps = self.settings.video_fps or self.config.video_fps
-        clip = load_video(
-            self._path(self.settings.video_folder, name, "video"),
-            fps=fps,
-            max_frames=self.settings.max_frames,
-            size=self.settings.decode_size,
-        )
-        frames = [Image.fromarray(frame) for frame in clip.frames]  # video frames are never padded
-        pixels = self.image_processor(frames, return_tensors="pt")["pixel_values"]
-        return {"pixel_values": pixels, "frames": len(frames)}
+        path = self._path(self.settings.video_folder, name, "video")
+        decoded = decoded_key(path, fps, self.settings.max_frames, self.settings.decode_size)
+        pixels = self._cache.get(decoded)  # stage 0 leaves the frames it decoded here
+        if pixels is None:
+            clip = load_video(path, fps=fps, max_frames=self.settings.max_frames, size=self.settings.decode_size)
+            frames = [Image.fromarray(frame) for frame in clip.frames]  # video frames are never padded
+            pixels = self.image_processor(frames, return_tensors="pt")["pixel_values"]
+        return {"pixel_values": pixels, "frames": pixels.shape[0]}
 
     def _movie(self, name: str) -> dict:
         """Long-video features (spec 4.8): drop CLS, each `<image>` repeated tokens_per_frame times."""
@@ -304,4 +308,4 @@ class SupervisedDataset(torch.utils.data.Dataset):
         return {"vision_features": features, "frames": features.shape[0], "movie_inputs": inputs}
 
 
-__all__ = ["DataError", "DataSettings", "SupervisedDataset", "modality_lengths", "read_records"]
+__all__ = ["DataError", "DataSettings", "SupervisedDataset", "decoded_key", "modality_lengths", "read_records"]

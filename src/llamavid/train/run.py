@@ -261,12 +261,12 @@ def run_recipe(recipe: Recipe, only: str | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     model, processor = build_model(recipe.model, recipe)
     figures: dict = {"recipe": recipe.name}
+    media_cache: dict = {}  # decoded media (and frozen-tower features), shared by stage 0 and the stages
     if recipe.stage0 is not None and only in (None, "stage0"):
         from .stage0 import pretrain_vision
 
-        figures["stage0"] = pretrain_vision(model, processor.image_processor, recipe.stage0, out / "stage0")
+        figures["stage0"] = pretrain_vision(model, processor, recipe.stage0, out / "stage0", media_cache)
     previous = None
-    media_cache: dict = {}
     for run in recipe.stages:
         if only in (None, run.name):
             figures[run.name] = run_stage(model, processor, run, recipe, previous, media_cache=media_cache)

@@ -49,6 +49,11 @@ class Stage0Settings:
     """Weight of background patches in the class loss: most patches are background, and at full weight the
     tower learns to call every patch background first."""
     seed: int = 0
+    grounding_steps: int = 0
+    """Steps of Q-Former grounding after the tower (`llamavid.train.grounding`); 0 leaves the Q-Former as is."""
+    grounding_batch_size: int = 64
+    grounding_learning_rate: float = 2e-3
+    grounding_warmup_steps: int = 20
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
@@ -60,6 +65,11 @@ class Stage0Settings:
         if self.warmup_steps >= self.steps:
             raise ValueError(
                 f"stage0.warmup_steps ({self.warmup_steps}) must be below stage0.steps ({self.steps})"
+            )
+        if self.grounding_steps and self.grounding_warmup_steps >= self.grounding_steps:
+            raise ValueError(
+                f"stage0.grounding_warmup_steps ({self.grounding_warmup_steps}) must be below "
+                f"stage0.grounding_steps ({self.grounding_steps})"
             )
 
 
@@ -89,11 +99,17 @@ def frame_targets(
     return patch_labels(torch.from_numpy(label_map), image_size, patch_size), positions, present
 
 
-def load_frames(data_dir: Path, image_processor, config, split: str = "train") -> dict[str, torch.Tensor]:
-    """Decode every video of a split (`train` or `heldout`) at the model's fps and build the stage-0 targets."""
+def load_frames(
+    data_dir: Path, image_processor, config, split: str = "train", media_cache: dict | None = None
+) -> dict[str, torch.Tensor]:
+    """Decode every video of a split (`train` or `heldout`) at the model's fps and build the stage-0 targets.
+
+    With `media_cache` (the recipe's, shared with the later stages) each video's processed frames are left
+    there, so training does not decode them again."""
     from PIL import Image
 
     from ..media import load_video
+    from .data import decoded_key
 
     meta = json.loads((data_dir / "meta.json").read_text())
     settings = SyntheticSettings(**meta["settings"])
@@ -105,6 +121,8 @@ def load_frames(data_dir: Path, image_processor, config, split: str = "train") -
         pixels.append(
             image_processor([Image.fromarray(f) for f in clip.frames], return_tensors="pt")["pixel_values"]
         )
+        if media_cache is not None:
+            media_cache[decoded_key(data_dir / "videos" / name, config.video_fps)] = pixels[-1]
         for time_s in clip.timestamps:
             target = frame_targets(tracks, settings, float(time_s), config.image_size, config.patch_size)
             labels.append(target[0])
@@ -133,12 +151,14 @@ class Stage0Heads(nn.Module):
 
 
 def pretrain_vision(
-    model, image_processor, settings: Stage0Settings, output_dir: str | Path | None = None
+    model, processor, settings: Stage0Settings, output_dir: str | Path | None = None, media_cache: dict | None = None
 ) -> dict:
-    """Train `model.vision_tower` in place; returns figures (patch accuracy, position error, seconds)."""
+    """Train `model.vision_tower` in place (then, with `grounding_steps`, the Q-Former's grounding); returns
+    figures (patch accuracy, position error, attention mass on the named object, seconds)."""
     start_cpu, start_wall = time.process_time(), time.perf_counter()
     torch.manual_seed(settings.seed)
-    data = load_frames(Path(settings.data_dir), image_processor, model.config)
+    image_processor = processor.image_processor
+    data = load_frames(Path(settings.data_dir), image_processor, model.config, media_cache=media_cache)
     tower = model.vision_tower.train()
     for parameter in tower.parameters():
         parameter.requires_grad_(True)
@@ -187,20 +207,43 @@ def pretrain_vision(
             )
             logger.info("stage0 step %d: %s", step, log[-1])
     figures = _evaluate(tower, heads, data)
+    heldout = None
     heldout_file = Path(settings.data_dir) / "heldout.json"
     if heldout_file.is_file():  # frames of videos stage 0 never saw (the tower's real quality)
         heldout = load_frames(Path(settings.data_dir), image_processor, model.config, split="heldout")
         figures.update({f"heldout_{k}": v for k, v in _evaluate(tower, heads, heldout).items()})
-    logger.info("stage0: %s", figures)
-    figures.update(
-        stage0_cpu_s=time.process_time() - start_cpu, stage0_s=time.perf_counter() - start_wall, log=log
-    )
     tower.eval()
     for parameter in tower.parameters():
         parameter.requires_grad_(False)
+    if settings.grounding_steps:
+        from .grounding import pretrain_grounding
+
+        figures.update(
+            pretrain_grounding(
+                model,
+                processor.qformer_tokenizer,
+                _with_features(model, data),
+                _with_features(model, heldout) if heldout is not None else None,
+                settings.grounding_steps,
+                settings.grounding_batch_size,
+                settings.grounding_learning_rate,
+                settings.grounding_warmup_steps,
+                settings.seed,
+            )
+        )
+    logger.info("stage0: %s", {k: v for k, v in figures.items() if not k.endswith("log")})
+    figures.update(
+        stage0_cpu_s=time.process_time() - start_cpu, stage0_s=time.perf_counter() - start_wall, log=log
+    )
     if output_dir is not None:
-        save_vision_tower(model, output_dir)
+        save_vision_tower(model, output_dir, grounding=bool(settings.grounding_steps))
     return figures
+
+
+@torch.no_grad()
+def _with_features(model, data: dict) -> dict:
+    """The frozen tower's features of every frame (in chunks), beside the patch labels."""
+    return {"features": model.get_vision_features(data["pixels"], batch_size=256), "labels": data["labels"]}
 
 
 def _reinit_tower(tower: nn.Module) -> None:
@@ -236,23 +279,23 @@ def _evaluate(tower, heads, data) -> dict:
     }
 
 
-def save_vision_tower(model, output_dir: str | Path) -> Path:
+def save_vision_tower(model, output_dir: str | Path, grounding: bool = False) -> Path:
+    """`vision_tower.safetensors` (the tower's weights; with `grounding`, the Q-Former's pretrained parts too)."""
     from safetensors.torch import save_file
 
+    from .grounding import GROUNDING_PREFIXES
+
+    prefixes = ("vision_tower.", *GROUNDING_PREFIXES) if grounding else ("vision_tower.",)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    weights = {
-        k: v.detach().cpu().contiguous()
-        for k, v in model.state_dict().items()
-        if k.startswith("vision_tower.")
-    }
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k.startswith(prefixes)}
     path = output_dir / VISION_FILE
     save_file(weights, str(path))
     return path
 
 
 def load_vision_tower(model, path: str | Path) -> None:
-    """Load a stage-0 `vision_tower.safetensors` (every tensor must fit)."""
+    """Load a stage-0 `vision_tower.safetensors` (every tensor must fit; Q-Former parts load when present)."""
     from safetensors.torch import load_file
 
     path = Path(path)
