@@ -21,23 +21,28 @@ LLAVA_SYSTEM = (
     "A chat between a curious human and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the human's questions."
 )
+# SmolLM2-Instruct's default system prompt, as its chat template renders a conversation without a system turn.
+SMOLLM_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
 
 @dataclass(frozen=True)
 class ChatTemplate:
     """A conversation format: `two` = "ROLE: text" turns with alternating separators, `single` = one separator
-    after every turn, `plain` = bare messages, `llama_2` = `[INST]` blocks."""
+    after every turn, `plain` = bare messages, `llama_2` = `[INST]` blocks, `chatml` = `<|im_start|>role\n`
+    blocks closed by `sep` (SmolLM2; no system block when `system` is empty)."""
 
     name: str
     system: str
     roles: tuple[str, str]
-    style: Literal["two", "single", "plain", "llama_2"]
+    style: Literal["two", "single", "plain", "llama_2", "chatml"]
     sep: str
     sep2: str | None = None
 
     @property
     def stop_string(self) -> str:
         """What ends an assistant turn; generation stops on it."""
+        if self.style == "chatml":
+            return self.sep.rstrip("\n")
         return self.sep2 if self.style in ("two", "llama_2") else self.sep
 
     def render(self, messages: list[tuple[str, str]], add_generation_prompt: bool = True) -> str:
@@ -83,6 +88,13 @@ class ChatTemplate:
             )
         return out
 
+    def _render_chatml(self, turns) -> str:
+        # Difference with the other styles: an empty message is still a block, as in the Jinja template.
+        out = f"<|im_start|>system\n{self.system}{self.sep}" if self.system else ""
+        for role, text in turns:
+            out += f"<|im_start|>{role}\n" + (f"{text}{self.sep}" if text is not None else "")
+        return out
+
 
 TEMPLATES: dict[str, ChatTemplate] = {
     t.name: t
@@ -102,6 +114,7 @@ TEMPLATES: dict[str, ChatTemplate] = {
             "<s>",
             "</s>",
         ),
+        ChatTemplate("chatml", SMOLLM_SYSTEM, ("user", "assistant"), "chatml", "<|im_end|>\n"),
     )
 }
 
@@ -127,6 +140,7 @@ def move_placeholder_to_front(text: str) -> str:
 __all__ = [
     "ChatTemplate",
     "IMAGE_PLACEHOLDER",
+    "SMOLLM_SYSTEM",
     "TEMPLATES",
     "VIDEO_PLACEHOLDER",
     "get_template",

@@ -9,7 +9,10 @@ The released weights depend on these details, so they follow the original exactl
   end with probability 1/2 (the random generator is passed in, so it is reproducible), and the v1 masking:
   split on `</s>`, BOS masked, each round's instruction masked with the "-2" offset of the legacy LLaMA
   tokenizer; `vicuna_v1` / `llava_v1` use the same masking without the extra placeholders; `llama_2` the
-  LLaVA llama-2 variant split on "[/INST] ".
+  LLaVA llama-2 variant split on "[/INST] ";
+* `chatml` (ours, for SmolLM2; no original to follow): placeholders as `vicuna_v1`; only each answer and the
+  `<|im_end|>` closing it train. Labels come from tokenizing the rendered pieces separately, checked
+  against the tokenization of the whole text (a mismatch is reported, not guessed around).
 
 Ids here hold ONE placeholder id per `<image>` (the original's `tokenizer_image_token` counting); the collator
 expands each into frames x tokens_per_frame after truncation.
@@ -28,7 +31,7 @@ from dataclasses import dataclass, field
 from ..conversation import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, get_template
 
 IGNORE_INDEX = -100
-SUPPORTED_TEMPLATES = ("plain", "plain_guided", "imgsp_v1", "vicuna_v1", "llava_v1", "llama_2")
+SUPPORTED_TEMPLATES = ("plain", "plain_guided", "imgsp_v1", "vicuna_v1", "llava_v1", "llama_2", "chatml")
 
 
 @dataclass
@@ -136,6 +139,8 @@ def preprocess(
         if len(prompts) != 1:
             raise ValueError("a long-video sample must have exactly one <image>, in one human turn")
         messages = [{**m, "value": m["value"].replace(IMAGE_PLACEHOLDER, movie_inputs)} for m in messages]
+    if template == "chatml":
+        return _preprocess_chatml(messages, tokenizer, placeholder_id, prompts)
     sep = "[/INST] " if template == "llama_2" else None
     return _preprocess_rounds(messages, tokenizer, template, placeholder_id, sep, prompts)
 
@@ -184,6 +189,57 @@ def _preprocess_rounds(messages, tokenizer, template_name, placeholder_id, sep, 
         result.labels = [IGNORE_INDEX] * len(ids)
         result.mismatch = True
         result.notes.append(f"tokenization mismatch: {cursor} vs. {len(ids)} tokens")
+    return result
+
+
+def _adds_bos(tokenizer) -> bool:
+    """Whether the tokenizer starts every text with its BOS. SmolLM2's does not, although its `bos_token`
+    (`<|im_start|>`) opens every ChatML block: a leading BOS id cannot be dropped from a piece on sight."""
+    bos = tokenizer.bos_token_id
+    return bos is not None and tokenizer("a").input_ids[:1] == [bos]
+
+
+def _preprocess_chatml(messages, tokenizer, placeholder_id, prompts) -> Preprocessed:
+    """ChatML masking: everything is masked except each assistant message's text and its `<|im_end|>`."""
+    template = get_template("chatml")
+    turns = [("user" if m["from"] == "human" else "assistant", m["value"]) for m in messages]
+    text = template.render(turns, add_generation_prompt=False)
+    ids = tokenize_with_placeholders(tokenizer, text, placeholder_id)
+
+    end = template.stop_string  # "<|im_end|>"
+    pieces: list[tuple[str, bool]] = []  # (text, trained), in order; joined they are `text`
+    if template.system:
+        pieces.append((f"<|im_start|>system\n{template.system}{template.sep}", False))
+    for role, value in turns:
+        if role == "assistant":
+            pieces += [
+                (f"<|im_start|>{role}\n", False),
+                (f"{value}{end}", True),
+                (template.sep[len(end) :], False),
+            ]
+        else:
+            pieces.append((f"<|im_start|>{role}\n{value}{template.sep}", False))
+    if "".join(piece for piece, _ in pieces) != text:
+        raise RuntimeError("chatml pieces do not add up to the rendered conversation; the template changed?")
+
+    drop_bos = _adds_bos(tokenizer)
+    piece_ids: list[int] = []
+    labels: list[int] = []
+    for index, (piece, trained) in enumerate(pieces):
+        chunk = tokenize_with_placeholders(tokenizer, piece, placeholder_id)
+        if index > 0 and drop_bos:
+            chunk = chunk[1:]
+        piece_ids += chunk
+        labels += [i if trained and i != placeholder_id else IGNORE_INDEX for i in chunk]
+    result = Preprocessed(ids, labels, prompts)
+    if piece_ids != ids:
+        # BPE merged across a piece boundary (an answer starting with whitespace, say): the boundaries are not
+        # token boundaries, so no masking is trustworthy; mask all and say so, as `_preprocess_rounds` does.
+        result.labels = [IGNORE_INDEX] * len(ids)
+        result.mismatch = True
+        result.notes.append(
+            f"tokenization mismatch: pieces give {len(piece_ids)} tokens, the whole text {len(ids)}"
+        )
     return result
 
 
