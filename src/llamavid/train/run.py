@@ -57,11 +57,23 @@ def build_model(source: ModelSource, recipe: Recipe):
         settings = dict(source.tiny)
         vocab = settings.pop("vocab_size", 512)
         corpus = _corpus(recipe)
-        tokenizer = train_sentencepiece_llama_tokenizer(corpus, vocab, Path(recipe.output_dir) / "tokenizer")
         qformer_tokenizer = train_qformer_tokenizer(corpus, Path(recipe.output_dir) / "qformer_tokenizer")
-        config = tiny_llamavid_config(len(tokenizer), len(qformer_tokenizer), **settings, **source.config)
+        llm = None
+        if source.llm:  # a real LLM under toy-sized vision parts
+            from ..loading import load_llm
+
+            llm, tokenizer = load_llm(source.llm)
+            settings = {k: v for k, v in settings.items() if not k.startswith("text_")}
+            config = tiny_llamavid_config(
+                len(tokenizer), len(qformer_tokenizer), text_config=llm.config.to_dict(), **settings, **source.config
+            )
+        else:
+            tokenizer = train_sentencepiece_llama_tokenizer(corpus, vocab, Path(recipe.output_dir) / "tokenizer")
+            config = tiny_llamavid_config(len(tokenizer), len(qformer_tokenizer), **settings, **source.config)
         model = LlamaVidForConditionalGeneration(config)
         _init_small(model)
+        if llm is not None:
+            model.language_model = llm
         processor = LlamaVidProcessor(
             tiny_image_processor(config.image_size), tokenizer, qformer_tokenizer, config
         )
@@ -103,19 +115,13 @@ def _reset_projectors(model) -> None:
 
 def _compose(source: ModelSource):
     """An HF LLM under the vision tower and Q-Former of a llamavid folder (stages 1-2 of the releases)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from ..configuration import LlamaVidConfig
-    from ..loading import load_model
+    from ..loading import load_llm, load_model
     from ..modeling import LlamaVidForConditionalGeneration
     from ..processing import LlamaVidProcessor
 
     visual, visual_processor = load_model(source.visual_from, device="cpu", dtype="float32")
-    llm = AutoModelForCausalLM.from_pretrained(source.llm, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(source.llm)
-    tokenizer.padding_side = "right"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    llm, tokenizer = load_llm(source.llm)
     settings = visual.config.to_dict()
     for key in ("text_config", "image_token_id", "architectures", "model_type", "transformers_version"):
         settings.pop(key, None)
@@ -227,11 +233,16 @@ def run_stage(
         "data_problems": dict(dataset.stats),
         "losses": [e["loss"] for e in trainer.state.log_history if "loss" in e],
     }
-    if run.stage.lora is not None:
-        merge_lora(model)
-    trainer.save_model(str(output_dir))
-    if not run.stage.adapter_only:
-        processor.save_pretrained(output_dir)
+    if run.stage.lora is not None and not run.stage.merge_lora:
+        from ..loading import save_adapter_model
+
+        save_adapter_model(model, processor, output_dir)
+    else:
+        if run.stage.lora is not None:
+            merge_lora(model)
+        trainer.save_model(str(output_dir))
+        if not run.stage.adapter_only:
+            processor.save_pretrained(output_dir)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     (output_dir / "figures.json").write_text(json.dumps(figures, indent=1))

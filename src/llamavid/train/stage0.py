@@ -137,17 +137,32 @@ def load_frames(
 
 
 class Stage0Heads(nn.Module):
-    """The throw-away heads: per-patch classes and per-colour positions from the mean patch."""
+    """The throw-away heads: per-patch classes, per-colour positions from the CLS token, and each patch's own
+    place in the frame (so a feature averaged over an object's patches still says where the object is: what a
+    context token that attends to the object carries from frame to frame)."""
 
     def __init__(self, width: int):
         super().__init__()
         self.classes = nn.Linear(width, NUM_CLASSES)
         self.positions = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, 2 * len(COLOURS)))
+        self.places = nn.Linear(width, 2)
 
     def forward(self, features: torch.Tensor):
         patches = features[:, 1:]  # (B, 1 + P, V) -> (B, P, V)
         pooled = features[:, 0]  # the CLS token: position is a whole-frame property
-        return self.classes(patches), self.positions(pooled).unflatten(1, (len(COLOURS), 2))
+        return (
+            self.classes(patches),
+            self.positions(pooled).unflatten(1, (len(COLOURS), 2)),
+            self.places(patches),
+        )
+
+
+def patch_places(num_patches: int) -> torch.Tensor:
+    """(P, 2) centre (x, y) of every patch of a square grid, in [0, 1]."""
+    side = math.isqrt(num_patches)
+    centres = (torch.arange(side, dtype=torch.float32) + 0.5) / side
+    y, x = torch.meshgrid(centres, centres, indexing="ij")
+    return torch.stack([x.flatten(), y.flatten()], dim=1)
 
 
 def pretrain_vision(
@@ -186,13 +201,14 @@ def pretrain_vision(
         for group in optimizer.param_groups:
             group["lr"] = settings.learning_rate * lr_scale
         batch = torch.randint(0, count, (settings.batch_size,), generator=generator)
-        class_logits, positions = heads(tower(data["pixels"][batch]))
+        class_logits, positions, places = heads(tower(data["pixels"][batch]))
         class_loss = F.cross_entropy(
             class_logits.flatten(0, 1), data["labels"][batch].flatten(), weight=class_weights
         )
         mask = data["present"][batch][..., None]
         position_loss = ((positions - data["positions"][batch]) ** 2 * mask).sum() / mask.sum().clamp(min=1)
-        loss = class_loss + settings.position_weight * position_loss
+        place_loss = ((places - patch_places(places.shape[1])) ** 2).mean()
+        loss = class_loss + settings.position_weight * (position_loss + place_loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -266,7 +282,7 @@ def _reinit_tower(tower: nn.Module) -> None:
 def _evaluate(tower, heads, data) -> dict:
     tower.eval()
     count = min(512, data["pixels"].shape[0])
-    class_logits, positions = heads(tower(data["pixels"][:count]))
+    class_logits, positions, _ = heads(tower(data["pixels"][:count]))
     labels = data["labels"][:count]
     objects = labels > 0
     predicted = class_logits.argmax(-1)

@@ -64,6 +64,9 @@ class StageSettings:
     lora: LoraSettings | None = None
     adapter_only: bool = False
     """Save only `token_generator.*` (the original's `mm_projector.bin`), as stage 1 does."""
+    merge_lora: bool = True
+    """Merge the LoRA into the LLM after the stage; false keeps it separate and saves the model without the LLM's
+    weights (`llamavid.loading.save_adapter_model`; needs `model.config.base_llm`)."""
 
     def __post_init__(self):
         if isinstance(self.lora, dict):

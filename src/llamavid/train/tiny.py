@@ -85,9 +85,11 @@ def tiny_llamavid_config(
     num_query: int = 4,
     text_width: int = 128,
     text_layers: int = 2,
+    text_config: dict | None = None,
     **overrides,
 ):
-    """A toy LLaMA-VID config (all sizes explicit, defaults as in facts.md's prototypes), on the test helper's."""
+    """A toy LLaMA-VID config (all sizes explicit, defaults as in facts.md's prototypes), on the test helper's.
+    `text_config` (a real LLM's config as a dict) replaces the toy LLM: only the vision side is then toy-sized."""
     from ..testing import tiny_config
 
     settings = dict(
@@ -117,7 +119,8 @@ def tiny_llamavid_config(
             hidden_dropout_prob=0.0,  # a toy model trained for minutes: dropout only slows it
             attention_probs_dropout_prob=0.0,
         ),
-        text_overrides=dict(
+        text_overrides=text_config
+        or dict(
             hidden_size=text_width,
             intermediate_size=2 * text_width,
             num_hidden_layers=text_layers,
