@@ -47,11 +47,26 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """Ask a question about a bundled synthetic video, end to end through the whole model."""
-    from .demo import run_demo
+    """Chat about a short synthetic video with the bundled demo model (SmolLM2 + a toy vision side), offline."""
+    from pathlib import Path
 
-    for line in run_demo(question=args.question, frames=args.frames, seed=args.seed):
-        print(line, flush=True)
+    from .demo import DemoUnavailable, interactive, load_demo_engine, run_demo
+    from .media import MediaError
+
+    if args.video is not None and not Path(args.video).is_file():
+        print(f"error: no such video: {args.video}", file=sys.stderr)
+        return 2
+    try:
+        engine = load_demo_engine()
+        if args.interactive:
+            interactive(engine, args.video)
+        else:
+            run_demo(engine, args.video, args.prompt)
+    except (DemoUnavailable, MediaError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 
@@ -101,9 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     convert.set_defaults(run=_convert)
 
     demo = commands.add_parser("demo", help=_demo.__doc__, description=_demo.__doc__)
-    demo.add_argument("--question", default="What happens in this video?")
-    demo.add_argument("--frames", type=int, default=8, help="seconds of synthetic video (1 frame a second)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--video", help="your own synthetic-style video (default: a bundled sample)")
+    demo.add_argument("--prompt", action="append", help="a question (repeat for several); default: the sample's")
+    demo.add_argument("--interactive", action="store_true", help="ask your own questions (/video, /text, /exit)")
     demo.set_defaults(run=_demo)
     return parser
 

@@ -123,9 +123,11 @@ def test_request_parsing_reads_vllm_and_sglang_video_options():
     assert chat.system == "Be brief." and chat.max_tokens == 7 and chat.stop == ["END"]
 
 
-def test_default_engine_falls_back_to_a_tiny_model_with_a_warning(caplog):
+def test_default_engine_falls_back_to_a_tiny_model_with_a_warning(caplog, monkeypatch, tmp_path):
+    import llamavid.demo
     from llamavid.serve.loading import TINY_NAME, default_engine
 
+    monkeypatch.setattr(llamavid.demo, "DEMO_MODEL", tmp_path / "no-demo-here")
     with caplog.at_level(logging.WARNING, logger="llamavid.serve"):
         engine, name = default_engine()
     assert name == TINY_NAME and "TINY RANDOM" in caplog.text

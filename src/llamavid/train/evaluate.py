@@ -18,9 +18,12 @@ def first_word(text: str) -> str:
 
 @torch.no_grad()
 def evaluate_records(
-    model, processor, records: list[dict], video_folder, batch_size: int = 32, template: str | None = None
+    model, processor, records: list[dict], video_folder, batch_size: int = 32, template: str | None = None,
+    max_new_tokens: int = 4,
 ) -> dict:
-    """Accuracy overall and per `type` (records carry `type` and `answer`, as the generator writes them)."""
+    """Accuracy overall and per `type` (records carry `type` and `answer`, as the generator writes them), and
+    `one_word_rate`: the share of answers that are one word (meaningful when `max_new_tokens` leaves room for
+    more)."""
     from ..media import load_video
     from ..processing import Video
     from .preprocess import qformer_prompt
@@ -28,6 +31,7 @@ def evaluate_records(
     model.eval()
     template = template or model.config.chat_template
     hits: dict[str, list[int]] = defaultdict(list)
+    one_word: list[int] = []
     for start in range(0, len(records), batch_size):
         batch = records[start : start + batch_size]
         texts, media, prompts = [], [], []
@@ -39,13 +43,15 @@ def evaluate_records(
             media.append([Video(clip.frames)])
             prompts.append(qformer_prompt(question))
         inputs = processor(texts, media=media, qformer_text=prompts, padding_side="left")
-        output = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         for record, row in zip(batch, output[:, inputs["input_ids"].shape[1] :], strict=True):
-            answer = first_word(processor.decode(row))
-            hits[record["type"]].append(int(answer == record["answer"]))
+            text = processor.decode(row)
+            hits[record["type"]].append(int(first_word(text) == record["answer"]))
+            one_word.append(int(len(re.findall(r"[A-Za-z]+", text)) == 1))
     figures = {f"{kind}_accuracy": sum(v) / len(v) for kind, v in hits.items()}
     every = [h for v in hits.values() for h in v]
     figures["accuracy"] = sum(every) / max(len(every), 1)
+    figures["one_word_rate"] = sum(one_word) / max(len(one_word), 1)
     figures["count"] = len(every)
     return figures
 

@@ -302,6 +302,14 @@ def generate(out: str | Path, settings: SyntheticSettings | None = None) -> dict
     return meta
 
 
+def fresh_heldout(out: str | Path, seed: int, questions: int = 300) -> list[dict]:
+    """`questions` held-out records about videos generated now with `seed` (choose one that is not the training
+    set's): for evaluating a trained model on videos it has never seen. Videos land in `<out>/videos`."""
+    videos = -(-questions * 2 // 7) + 12  # about 3.5 questions a video, and a margin
+    generate(out, SyntheticSettings(seed=seed, num_videos=videos + 1, heldout_videos=videos))
+    return json.loads((Path(out) / "heldout.json").read_text())[:questions]
+
+
 def majority_baseline(records: list[dict]) -> dict[str, float]:
     """Accuracy of always giving the most common answer, per question type and overall (per-type majority)."""
     by_type: dict[str, Counter] = {}
@@ -313,4 +321,4 @@ def majority_baseline(records: list[dict]) -> dict[str, float]:
     return out
 
 
-__all__ = ["SyntheticSettings", "generate", "majority_baseline", "render_frame", "QUESTION_TYPES"]
+__all__ = ["SyntheticSettings", "fresh_heldout", "generate", "majority_baseline", "render_frame", "QUESTION_TYPES"]

@@ -1,0 +1,93 @@
+"""Put a trained demo model (the `stage2` folder of `recipes/demo-smollm2.yaml`) and a few freshly generated
+sample videos into the package (`src/llamavid/data/`), with the record of how the weights were made.
+
+    python scripts/export_demo.py runs/demo-smollm2 [--samples-seed 2024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+PACKAGE_DATA = Path(__file__).parents[1] / "src" / "llamavid" / "data"
+LIMIT_BYTES = 20 * 1024 * 1024
+
+
+def adapter_folder_from_checkpoint(recipe_path: Path, overrides: list[str], checkpoint: Path, out: Path) -> Path:
+    """The adapter folder of a stage-2 Trainer checkpoint (a run stopped before its end): the model is rebuilt as
+    the recipe builds it (same data, same tokenizers), the checkpoint's weights loaded, the adapter split off."""
+    from safetensors.torch import load_file
+
+    from llamavid.loading import save_adapter_model
+    from llamavid.train.recipe import load_recipe
+    from llamavid.train.run import build_model
+    from llamavid.train.stages import apply_stage
+
+    recipe = load_recipe(recipe_path, overrides)
+    model, processor = build_model(recipe.model, recipe)
+    apply_stage(model, recipe.stage("stage2").stage)
+    weights = load_file(str(checkpoint / "model.safetensors"))
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or [k for k in missing if "lora" in k or not k.startswith("language_model.")]:
+        raise SystemExit(f"{checkpoint} does not fit the recipe's model ({(missing + unexpected)[:3]})")
+    return save_adapter_model(model, processor, out)
+
+
+def export_model(run: Path, target: Path) -> None:
+    source = run / "stage2"
+    if not (source / "llm_adapter").is_dir():
+        raise SystemExit(f"{source} is not an adapter model folder (train recipes/demo-smollm2.yaml first)")
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("checkpoint-*", "figures.json", "runs"))
+    size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
+    if size > LIMIT_BYTES:
+        raise SystemExit(f"the demo model is {size / 2**20:.1f} MB, over the 20 MB the repository allows")
+    figures = json.loads((run / "figures.json").read_text()) if (run / "figures.json").is_file() else {}
+    record = {k: figures.get(k) for k in ("recipe", "evaluation")}
+    record["stage0"] = {k: v for k, v in figures.get("stage0", {}).items() if not k.endswith("log")}
+    for stage in ("stage1", "stage2"):
+        record[stage] = {k: v for k, v in figures.get(stage, {}).items() if k != "losses"}
+    (target / "training.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+
+
+def export_samples(target: Path, seed: int, count: int = 3) -> None:
+    from llamavid.train.synthetic import SyntheticSettings, generate
+
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(Path(tmp), SyntheticSettings(seed=seed, num_videos=48, heldout_videos=24))
+        by_video: dict[str, list[dict]] = {}
+        for record in json.loads((Path(tmp) / "heldout.json").read_text()):
+            by_video.setdefault(record["video"], []).append(record)
+        chosen = [v for v, records in sorted(by_video.items()) if any(r["type"] == "order" for r in records)]
+        samples = []
+        for video in chosen[:count]:
+            shutil.copy(Path(tmp) / "videos" / video, target / video)
+            records = {r["type"]: r for r in by_video[video]}
+            samples.append({
+                "video": video,
+                "questions": [records[t]["conversations"][0]["value"].split("\n", 1)[1]
+                              for t in ("colour", "direction", "order")],
+                "answers": [records[t]["answer"] for t in ("colour", "direction", "order")],
+            })
+    (target / "samples.json").write_text(json.dumps(samples, indent=1) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="the recipe's output_dir")
+    parser.add_argument("--samples-seed", type=int, default=2024, help="not the training data's seed")
+    args = parser.parse_args()
+    export_model(args.run, PACKAGE_DATA / "demo_model")
+    export_samples(PACKAGE_DATA / "demo_videos", args.samples_seed)
+    print(f"written to {PACKAGE_DATA}")
+
+
+if __name__ == "__main__":
+    main()
