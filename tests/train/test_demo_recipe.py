@@ -12,6 +12,7 @@ STAGE2_STEPS = 120  # ~10 CPU minutes of stage 2 at batch 16 on these cores
 
 
 @pytest.mark.slow
+@pytest.mark.training
 def test_demo_recipe_learns_within_ten_minutes(tmp_path):
     pytest.importorskip("peft")
     from llamavid.smollm2 import SmolLM2NotInstalled, gguf_path
