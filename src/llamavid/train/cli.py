@@ -46,6 +46,8 @@ def _make_synthetic(args: argparse.Namespace) -> int:
 
 
 def register(commands) -> None:
+    from .synthetic import SyntheticSettings
+
     train = commands.add_parser("train", help=_train.__doc__, description=_train.__doc__)
     train.add_argument("recipe", help="recipe YAML (recipes/ has one per released model)")
     train.add_argument(
@@ -59,7 +61,7 @@ def register(commands) -> None:
         "make-synthetic", help=_make_synthetic.__doc__, description=_make_synthetic.__doc__
     )
     synthetic.add_argument("out", help="output folder")
-    synthetic.add_argument("--videos", type=int, default=400)
-    synthetic.add_argument("--heldout", type=int, default=80)
+    synthetic.add_argument("--videos", type=int, default=SyntheticSettings.num_videos)
+    synthetic.add_argument("--heldout", type=int, default=SyntheticSettings.heldout_videos)
     synthetic.add_argument("--seed", type=int, default=0)
     synthetic.set_defaults(run=_make_synthetic)

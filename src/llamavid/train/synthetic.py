@@ -72,10 +72,12 @@ ONE_WORD = " Answer with one word."
 
 @dataclass
 class SyntheticSettings:
-    """Size and difficulty of the set; the defaults are the issue's minimum, not easier."""
+    """Size and difficulty of the set; the defaults are the issue's minimum, not easier. 2000 videos: with 400
+    the tiny model learned the 320 training videos (train 80 % vs held-out 56 % exact match), with 2000 it
+    generalises (64 % on both)."""
 
-    num_videos: int = 400
-    heldout_videos: int = 80
+    num_videos: int = 2000
+    heldout_videos: int = 200
     size: int = 64
     seconds: int = 6
     encode_fps: int = 8
