@@ -13,10 +13,11 @@ sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
 
 @pytest.mark.slow
 @pytest.mark.training
-@pytest.mark.skip(
-    reason="issue 11 open: stages 1+2 fit the budget (262-268 CPU s at 1 thread for 50 + 850 steps, grid content "
-    "tokens, shared system-prompt prefix) but reach 56%/53% overall (seed 0: colour 65%, shape 54%, order 91%, "
-    "direction 27%; seed 1: 68/57/68/26%), below the bar; see docs/training.md"
+@pytest.mark.xfail(
+    strict=False,
+    reason="issue 11 open: measured 67 % overall (colour 71 %, shape 89 %, order 92 %, direction 26 %) in 291 CPU s "
+    "for seed 0 on the 2000-video set (stage-0 grounding 1000 steps, Q-Former frozen in stage 2, 1150 steps); "
+    "colour (asked by shape name) is below the bar; see docs/training.md",
 )
 def test_tiny_llamavid_learns_synthetic_video_qa(tmp_path):
     from learn_synthetic import learn
