@@ -47,7 +47,13 @@ def export_model(run: Path, target: Path) -> None:
     if size > LIMIT_BYTES:
         raise SystemExit(f"the demo model is {size / 2**20:.1f} MB, over the 20 MB the repository allows")
     figures = json.loads((run / "figures.json").read_text()) if (run / "figures.json").is_file() else {}
-    record = {k: figures.get(k) for k in ("recipe", "evaluation")}
+    record = {
+        "recipe_file": "recipes/demo-smollm2.yaml",
+        "seed": figures.get("seed", 0),
+        "command": "llamavid make-synthetic data/demo --videos 2000 --heldout 200 --seed 0 && "
+        "llamavid train recipes/demo-smollm2.yaml && python scripts/export_demo.py runs/demo-smollm2",
+        **{k: figures.get(k) for k in ("recipe", "evaluation")},
+    }
     record["stage0"] = {k: v for k, v in figures.get("stage0", {}).items() if not k.endswith("log")}
     for stage in ("stage1", "stage2"):
         record[stage] = {k: v for k, v in figures.get(stage, {}).items() if k != "losses"}

@@ -56,6 +56,10 @@ def _demo(args: argparse.Namespace) -> int:
     if args.video is not None and not Path(args.video).is_file():
         print(f"error: no such video: {args.video}", file=sys.stderr)
         return 2
+    import warnings
+
+    # peft asks transformers a deprecated question on every load; it is not the user's concern
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     try:
         engine = load_demo_engine()
         if args.interactive:

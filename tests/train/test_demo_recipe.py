@@ -13,6 +13,11 @@ STAGE2_STEPS = 120  # ~10 CPU minutes of stage 2 at batch 16 on these cores
 
 @pytest.mark.slow
 @pytest.mark.training
+@pytest.mark.xfail(
+    strict=False,
+    reason="issue 12 open: the full-length run (700 stage-2 steps) reached 69 % overall / 92 % order on its "
+    "held-out split; this 120-step budget is not yet measured against the bar",
+)
 def test_demo_recipe_learns_within_ten_minutes(tmp_path):
     pytest.importorskip("peft")
     from llamavid.smollm2 import SmolLM2NotInstalled, gguf_path
