@@ -42,7 +42,9 @@ def export_model(run: Path, target: Path) -> None:
         raise SystemExit(f"{source} is not an adapter model folder (train recipes/demo-smollm2.yaml first)")
     if target.exists():
         shutil.rmtree(target)
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("checkpoint-*", "figures.json", "runs"))
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(
+        "checkpoint-*", "figures.json", "runs", "README.md", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"
+    ))  # the LLM's tokenizer comes with the base LLM
     size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
     if size > LIMIT_BYTES:
         raise SystemExit(f"the demo model is {size / 2**20:.1f} MB, over the 20 MB the repository allows")

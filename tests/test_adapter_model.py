@@ -67,6 +67,7 @@ def test_adapter_folder_round_trip(adapted, tmp_path):
     model, processor = adapted
     folder = save_adapter_model(model, processor, tmp_path / "demo")
     assert not any("language_model" in k for k in _keys(folder / "visual.safetensors"))
+    assert not any((folder / name).exists() for name in ("tokenizer.json", "tokenizer.model")), "the base's own"
     reloaded, reprocessor = load_model(folder, device="cpu", dtype="float32")
     inputs = _inputs(processor, [True, False])
     with torch.no_grad():

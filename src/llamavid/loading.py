@@ -99,8 +99,10 @@ def load_model(
     if config.base_llm:
         if bits or device_map is not None:
             raise ModelLoadError(f"{path} adds a LoRA adapter to {config.base_llm}: load it without bits/device_map")
-        model = _load_adapter_model(path, config).to(target, torch_dtype).eval()
-        return model, LlamaVidProcessor.from_pretrained(path, config=config)
+        model, tokenizer = _load_adapter_model(path, config)
+        processor = LlamaVidProcessor.from_pretrained(path, config=config)
+        processor.tokenizer = processor.tokenizer or tokenizer  # the base LLM's, unless the folder has its own
+        return model.to(target, torch_dtype).eval(), processor
     quantization = quantization_config(bits, torch_dtype, target)
     kwargs = {"dtype": torch_dtype, "config": config}
     if quantization is not None:
@@ -139,7 +141,8 @@ def load_llm(name: str):
 def save_adapter_model(model, processor, folder: str | Path) -> Path:
     """A model folder without the LLM's weights (small enough to ship): the config naming `base_llm`, the
     vision tower and token generator (`visual.safetensors`), the LLM's LoRA adapter (peft, `llm_adapter/`) and
-    the processor. `load_model` puts it back together on the base LLM."""
+    the image processor and Q-Former tokenizer. `load_model` puts it back together on the base LLM and its
+    tokenizer."""
     from safetensors.torch import save_file
 
     if not model.config.base_llm or not hasattr(model.language_model, "peft_config"):
@@ -152,7 +155,8 @@ def save_adapter_model(model, processor, folder: str | Path) -> Path:
     }
     save_file(visual, str(folder / VISUAL_FILE))
     model.language_model.save_pretrained(folder / ADAPTER_DIR)
-    processor.save_pretrained(folder)
+    # The LLM's tokenizer comes with the base LLM, as its weights do: only the visual side's processing is saved.
+    type(processor)(processor.image_processor, None, processor.qformer_tokenizer, model.config).save_pretrained(folder)
     return folder
 
 
@@ -167,7 +171,7 @@ def _load_adapter_model(path: Path, config):
         raise ModelLoadError(f"{path} names base_llm={config.base_llm!r} but lacks {', '.join(missing)}")
     from .modeling import VisionTower, VisualTokenGenerator
 
-    llm, _ = load_llm(config.base_llm)
+    llm, tokenizer = load_llm(config.base_llm)
     with torch.device("meta"):  # the LLM built here is replaced: do not spend time initialising it
         model = LlamaVidForConditionalGeneration(config)
     model.vision_tower = VisionTower(config.vision_config)
@@ -178,7 +182,7 @@ def _load_adapter_model(path: Path, config):
     if missing:
         raise ModelLoadError(f"{path / VISUAL_FILE} lacks weights, first: {missing[0]}")
     model.load_state_dict(weights, strict=False)
-    return model
+    return model, tokenizer
 
 
 __all__ = [
