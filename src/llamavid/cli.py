@@ -74,6 +74,16 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_and_exit(args: argparse.Namespace) -> int:
+    """`_demo`, then leave the process at once. Seen here, rarely: after the last answer the interpreter's
+    shutdown hung with two native threads spinning (the thread pools of the torch work done in the streaming
+    thread). Nothing is left to do at that point, so the process exits without it, its output flushed."""
+    code = _demo(args)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 # Sub-commands living in their own packages: each module has `register(commands)` adding its parser(s), with
 # `run` set to a function of the parsed arguments. Imported only to build the parser (their heavy imports stay
 # inside `run`).
@@ -123,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--video", help="your own synthetic-style video (default: a bundled sample)")
     demo.add_argument("--prompt", action="append", help="a question (repeat for several); default: the sample's")
     demo.add_argument("--interactive", action="store_true", help="ask your own questions (/video, /text, /exit)")
-    demo.set_defaults(run=_demo)
+    demo.set_defaults(run=_demo_and_exit)
     return parser
 
 
