@@ -17,6 +17,7 @@ import torch
 from llamavid import smollm2 as smol
 from llamavid.conversation import SMOLLM_SYSTEM, get_template
 from llamavid.smollm2 import INSTALL_COMMAND, SmolLM2NotInstalled, gguf_path, load_smollm2
+from llamavid.testing import supervised_spans
 from llamavid.train.preprocess import IGNORE_INDEX, preprocess, tokenize_with_placeholders
 
 PH = 60_000  # placeholder id, outside SmolLM2's vocabulary of 49152
@@ -196,17 +197,6 @@ TWO_ROUNDS = [
     {"from": "human", "value": "And the circle?"},
     {"from": "gpt", "value": "The circle is blue,\nand it moves left."},
 ]
-
-
-def supervised_spans(labels):
-    spans, start = [], None
-    for position, label in enumerate([*labels, IGNORE_INDEX]):
-        if label != IGNORE_INDEX and start is None:
-            start = position
-        if label == IGNORE_INDEX and start is not None:
-            spans.append((start, position))
-            start = None
-    return spans
 
 
 def test_chatml_labels_are_exactly_the_answers_and_their_end(smollm2):

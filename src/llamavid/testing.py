@@ -169,7 +169,20 @@ def write_test_video(
     return path
 
 
+def supervised_spans(labels: list[int], ignore_index: int = -100) -> list[tuple[int, int]]:
+    """[start, end) runs of positions that carry a label (not `ignore_index`): what label-masking tests compare."""
+    spans, start = [], None
+    for position, label in enumerate([*labels, ignore_index]):
+        if label != ignore_index and start is None:
+            start = position
+        if label == ignore_index and start is not None:
+            spans.append((start, position))
+            start = None
+    return spans
+
+
 __all__ = [
+    "supervised_spans",
     "tiny_config",
     "tiny_model_and_processor",
     "tiny_qformer_tokenizer",

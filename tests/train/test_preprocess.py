@@ -4,6 +4,7 @@ import random
 
 import pytest
 
+from llamavid.testing import supervised_spans
 from llamavid.train.preprocess import IGNORE_INDEX, preprocess, tokenize_with_placeholders
 
 PH = 10_000
@@ -19,23 +20,11 @@ def supervised(tok, result):
     return tok.decode([i for i, label in zip(result.input_ids, result.labels, strict=True) if label != IGNORE_INDEX])
 
 
-def runs(result):
-    """Spans of supervised positions."""
-    spans, start = [], None
-    for position, label in enumerate(result.labels + [IGNORE_INDEX]):
-        if label != IGNORE_INDEX and start is None:
-            start = position
-        if label == IGNORE_INDEX and start is not None:
-            spans.append((start, position))
-            start = None
-    return spans
-
-
 @pytest.mark.parametrize("template", ["imgsp_v1", "vicuna_v1", "llava_v1"])
 def test_v1_masks_everything_but_answers_and_eos(sp_tokenizer, template):
     result = preprocess(CONVERSATION, sp_tokenizer, template, PH, True, random.Random(0))
     assert not result.mismatch
-    spans = runs(result)
+    spans = supervised_spans(result.labels)
     assert len(spans) == 2
     pieces = [sp_tokenizer.convert_ids_to_tokens(result.input_ids[a:b]) for a, b in spans]
     assert "".join(pieces[0]).replace("▁", " ").strip() == "red</s>"
@@ -74,7 +63,7 @@ def test_llama_2_masking(sp_tokenizer):
     result = preprocess(CONVERSATION, sp_tokenizer, "llama_2", PH, True)
     assert not result.mismatch
     assert supervised(sp_tokenizer, result).split("</s>")[0].strip() == "red"
-    assert len(runs(result)) == 2
+    assert len(supervised_spans(result.labels)) == 2
 
 
 @pytest.mark.parametrize("template", ["plain_guided", "plain"])
