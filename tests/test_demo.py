@@ -110,6 +110,7 @@ def test_plain_questions_are_answered_as_smollm2_does(engine):
 @needs_smollm2
 @pytest.mark.xfail(
     strict=False,
+    raises=AssertionError,  # only the accuracy bar may fail: any other error is a real failure
     reason="issue 12 open: the shipped demo measured 72.5 % overall here (colour 83 %, shape 96 %, order 91 %, "
     "direction 30 %; one-word 100 %); direction is below 70 % and overall below 80 %",
 )

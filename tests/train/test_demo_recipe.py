@@ -15,6 +15,7 @@ STAGE2_STEPS = 120  # ~10 CPU minutes of stage 2 at batch 16 on these cores
 @pytest.mark.training
 @pytest.mark.xfail(
     strict=False,
+    raises=AssertionError,  # only the accuracy bar may fail: any other error is a real failure
     reason="issue 12 open: the full-length run (700 stage-2 steps) reached 69 % overall / 92 % order on its "
     "held-out split; this 120-step budget is not yet measured against the bar",
 )
@@ -33,7 +34,7 @@ def test_demo_recipe_learns_within_ten_minutes(tmp_path):
     data = tmp_path / "data"
     generate(data, SyntheticSettings(seed=5, num_videos=600, heldout_videos=48))
     overrides = [f"output_dir={tmp_path / 'run'}", f"stage0.data_dir={data}",
-                 f"stages.stage2.training.max_steps={STAGE2_STEPS}", "stages.stage2.training.save_strategy=no",
+                 f"stages.stage2.training.max_steps={STAGE2_STEPS}", "stages.stage2.training.save_strategy='no'",
                  f"evaluate.records={data / 'heldout.json'}", f"evaluate.video_folder={data / 'videos'}",
                  "evaluate.batch_size=16"]
     for stage in ("stage1", "stage2"):
