@@ -16,8 +16,8 @@ STAGE2_STEPS = 120  # ~10 CPU minutes of stage 2 at batch 16 on these cores
 @pytest.mark.xfail(
     strict=False,
     raises=AssertionError,  # only the accuracy bar may fail: any other error is a real failure
-    reason="issue 12 open: the full-length run (700 stage-2 steps) reached 69 % overall / 92 % order on its "
-    "held-out split; this 120-step budget is not yet measured against the bar",
+    reason="measured once here: 64 % overall, order 81 % (passes, XPASS), but order is 1.5 points above its bar; "
+    "kept non-strict until it has held on more machines",
 )
 def test_demo_recipe_learns_within_ten_minutes(tmp_path):
     pytest.importorskip("peft")
