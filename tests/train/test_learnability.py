@@ -13,13 +13,6 @@ sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
 
 @pytest.mark.slow
 @pytest.mark.training
-@pytest.mark.xfail(
-    strict=False,
-    raises=AssertionError,  # only the accuracy bar may fail: any other error is a real failure
-    reason="issue 11 open: measured 67 % overall (colour 71 %, shape 89 %, order 92 %, direction 26 %) in 291 CPU s "
-    "for seed 0 on the 2000-video set (stage-0 grounding 1000 steps, Q-Former frozen in stage 2, 1150 steps); "
-    "colour (asked by shape name) is below the bar; see docs/training.md",
-)
 def test_tiny_llamavid_learns_synthetic_video_qa(tmp_path):
     from learn_synthetic import learn
     from llamavid.train.synthetic import SyntheticSettings, generate

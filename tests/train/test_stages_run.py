@@ -179,3 +179,29 @@ def test_visual_lr_scale_gives_the_token_generator_its_own_learning_rate(toy_dat
         if parameter.requires_grad:
             assert rates[id(parameter)] == pytest.approx(5e-3 if name.startswith("token_generator.") else 1e-3)
     assert sum(len(g["params"]) for g in optimizer.param_groups) == sum(p.requires_grad for p in model.parameters())
+
+
+def test_repeat_by_type_weighs_the_training_mix(toy_data, tmp_path):
+    from llamavid.testing import tiny_image_processor
+    from llamavid.train.data import DataSettings, SupervisedDataset
+    from llamavid.train.run import build_model
+
+    records = json.loads((toy_data / "train.json").read_text())
+    kinds = [r["type"] for r in records]  # the generator tags every training record with its question type
+    assert set(kinds) <= {"colour", "shape", "direction", "order"} and "direction" in kinds
+    recipe = recipe_from_dict(toy_recipe(toy_data, tmp_path / "run"))
+    model, processor = build_model(recipe.model, recipe)
+
+    def dataset(repeats):
+        settings = DataSettings(data_path=str(toy_data / "train.json"), video_folder=str(toy_data / "videos"),
+                                repeat_by_type=repeats)
+        return SupervisedDataset(settings, processor.tokenizer, tiny_image_processor(32), model.config)
+
+    mixed = dataset({"direction": 3})
+    assert len(mixed) == len(records) + 2 * kinds.count("direction")
+    assert [r["type"] for r in mixed.records].count("direction") == 3 * kinds.count("direction")
+    assert len(mixed.lengths) == len(mixed)
+    with pytest.raises(ValueError, match="'speed'"):
+        dataset({"speed": 2})
+    with pytest.raises(ValueError, match="whole number"):
+        DataSettings(data_path="x.json", repeat_by_type={"direction": 0})

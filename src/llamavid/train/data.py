@@ -70,9 +70,15 @@ class DataSettings:
     """Stages with a frozen vision tower: run the tower once per image/video (in the data loader, no gradients)
     and keep its features in memory, so training steps skip it. Each frame is still encoded on its own; the
     features are exactly what the tower computes inside the model. For small sets (tiny recipes) only."""
+    repeat_by_type: dict[str, int] | None = None
+    """A training mix: records whose `type` field is a key here are used that many times an epoch, the rest
+    once (the synthetic set tags its question types; direction needs more samples than the others)."""
     seed: int = 0
 
     def __post_init__(self):
+        for kind, times in (self.repeat_by_type or {}).items():
+            if not isinstance(times, int) or isinstance(times, bool) or times < 1:
+                raise ValueError(f"data.repeat_by_type.{kind} must be a whole number of at least 1, got {times!r}")
         if self.on_error not in ("skip", "fail"):
             raise ValueError(f"data.on_error must be 'skip' or 'fail', got {self.on_error!r}")
         if self.on_mismatch not in ("mask", "fail"):
@@ -105,6 +111,20 @@ def read_records(path: str | Path) -> list[dict]:
     if not records:
         raise ValueError(f"{path}: no records")
     return records
+
+
+def repeat_by_type(records: list[dict], repeats: dict[str, int] | None, source="data") -> list[dict]:
+    """`records` with each one whose `type` is in `repeats` that many times (see DataSettings.repeat_by_type)."""
+    if not repeats:
+        return records
+    present = {record.get("type") for record in records}
+    missing = sorted(set(repeats) - present)
+    if missing:
+        raise ValueError(
+            f"data.repeat_by_type names {missing}, but no record of {source} has that 'type' "
+            f"(types there: {sorted(t for t in present if isinstance(t, str)) or 'none'})"
+        )
+    return [record for record in records for _ in range(repeats.get(record.get("type"), 1))]
 
 
 def modality_lengths(records: list[dict]) -> list[int]:
@@ -142,7 +162,7 @@ class SupervisedDataset(torch.utils.data.Dataset):
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.config = config
-        self.records = read_records(settings.data_path)
+        self.records = repeat_by_type(read_records(settings.data_path), settings.repeat_by_type, settings.data_path)
         self.lengths = modality_lengths(self.records)
         self.stats: Counter = Counter()
         self.epoch = 0
@@ -308,4 +328,6 @@ class SupervisedDataset(torch.utils.data.Dataset):
         return {"vision_features": features, "frames": features.shape[0], "movie_inputs": inputs}
 
 
-__all__ = ["DataError", "DataSettings", "SupervisedDataset", "decoded_key", "modality_lengths", "read_records"]
+__all__ = [
+    "DataError", "DataSettings", "SupervisedDataset", "decoded_key", "modality_lengths", "read_records", "repeat_by_type"
+]

@@ -17,8 +17,8 @@ common and the majority-answer baseline stays at about 1/3 or below. The split i
 are never seen in training); everything is deterministic for a seed.
 
 Layout written: `<out>/videos/<id>.mp4`, `<out>/train.json`, `<out>/heldout.json` (LLaVA records with
-`video` relative to `<out>/videos` and one human/gpt exchange each; held-out records also carry `type` and
-`answer`), `<out>/meta.json`.
+`video` relative to `<out>/videos`, the question `type` and one human/gpt exchange each; held-out records also
+carry `answer`), `<out>/meta.json`.
 """
 
 from __future__ import annotations
@@ -282,13 +282,14 @@ def generate(out: str | Path, settings: SyntheticSettings | None = None) -> dict
             record = {
                 "id": f"{video_id}-{number}",
                 "video": f"{video_id}.mp4",
+                "type": qa["type"],  # lets a recipe weigh the mix (data.repeat_by_type)
                 "conversations": [
                     {"from": "human", "value": f"<image>\n{qa['question']}{ONE_WORD}"},
                     {"from": "gpt", "value": qa["answer"]},
                 ],
             }
             if index in heldout_ids:
-                heldout.append({**record, "type": qa["type"], "answer": qa["answer"]})
+                heldout.append({**record, "answer": qa["answer"]})
             else:
                 train.append(record)
     (out / "train.json").write_text(json.dumps(train, indent=1))
