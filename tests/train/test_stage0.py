@@ -92,3 +92,25 @@ def test_stage0_trains_the_tower_and_the_grounding_and_shares_its_frames(toy_dat
     load_vision_tower(fresh, tmp_path / "stage0")
     state = fresh.state_dict()
     assert all(torch.equal(state[k], v) for k, v in saved.items())
+
+
+def test_a_rerun_reuses_a_finished_stage0_with_the_same_settings_only(toy_data, tmp_path, monkeypatch):
+    import copy
+
+    import llamavid.train.stage0 as stage0_module
+
+    recipe = _recipe(toy_data, tmp_path)
+    first = run_recipe(recipe)["stage0"]
+    tower = load_file(str(tmp_path / "stage0" / "vision_tower.safetensors"))
+    trained = []
+    original = stage0_module.pretrain_vision
+    monkeypatch.setattr(stage0_module, "pretrain_vision", lambda *a, **k: trained.append(1) or original(*a, **k))
+
+    again = run_recipe(recipe)["stage0"]  # e.g. after stage 2 failed: stage 0 is not trained again
+    assert not trained and again["reused"] is True
+    assert again["heldout_grounding_mass"] == first["heldout_grounding_mass"]
+    assert all(torch.equal(v, tower[k]) for k, v in load_file(str(tmp_path / "stage0" / "vision_tower.safetensors")).items())
+
+    changed = copy.deepcopy(recipe)
+    changed.stage0.grounding_steps = 8
+    assert "reused" not in run_recipe(changed)["stage0"] and trained == [1], "other settings: trained again"

@@ -201,7 +201,11 @@ def test_repeat_by_type_weighs_the_training_mix(toy_data, tmp_path):
     assert len(mixed) == len(records) + 2 * kinds.count("direction")
     assert [r["type"] for r in mixed.records].count("direction") == 3 * kinds.count("direction")
     assert len(mixed.lengths) == len(mixed)
+    only = dataset({"colour": 0, "shape": 0, "order": 0})
+    assert {r["type"] for r in only.records} == {"direction"}
+    with pytest.raises(ValueError, match="leaves no record"):
+        dataset(dict.fromkeys(set(kinds), 0))
     with pytest.raises(ValueError, match="'speed'"):
         dataset({"speed": 2})
     with pytest.raises(ValueError, match="whole number"):
-        DataSettings(data_path="x.json", repeat_by_type={"direction": 0})
+        DataSettings(data_path="x.json", repeat_by_type={"direction": -1})

@@ -71,14 +71,14 @@ class DataSettings:
     and keep its features in memory, so training steps skip it. Each frame is still encoded on its own; the
     features are exactly what the tower computes inside the model. For small sets (tiny recipes) only."""
     repeat_by_type: dict[str, int] | None = None
-    """A training mix: records whose `type` field is a key here are used that many times an epoch, the rest
-    once (the synthetic set tags its question types; direction needs more samples than the others)."""
+    """A training mix: records whose `type` field is a key here are used that many times an epoch (0 leaves them
+    out), the rest once. The synthetic set tags its question types."""
     seed: int = 0
 
     def __post_init__(self):
         for kind, times in (self.repeat_by_type or {}).items():
-            if not isinstance(times, int) or isinstance(times, bool) or times < 1:
-                raise ValueError(f"data.repeat_by_type.{kind} must be a whole number of at least 1, got {times!r}")
+            if not isinstance(times, int) or isinstance(times, bool) or times < 0:
+                raise ValueError(f"data.repeat_by_type.{kind} must be a whole number (0 leaves it out), got {times!r}")
         if self.on_error not in ("skip", "fail"):
             raise ValueError(f"data.on_error must be 'skip' or 'fail', got {self.on_error!r}")
         if self.on_mismatch not in ("mask", "fail"):
@@ -124,7 +124,10 @@ def repeat_by_type(records: list[dict], repeats: dict[str, int] | None, source="
             f"data.repeat_by_type names {missing}, but no record of {source} has that 'type' "
             f"(types there: {sorted(t for t in present if isinstance(t, str)) or 'none'})"
         )
-    return [record for record in records for _ in range(repeats.get(record.get("type"), 1))]
+    mixed = [record for record in records for _ in range(repeats.get(record.get("type"), 1))]
+    if not mixed:
+        raise ValueError(f"data.repeat_by_type {repeats} leaves no record of {source}")
+    return mixed
 
 
 def modality_lengths(records: list[dict]) -> list[int]:

@@ -266,7 +266,8 @@ def _frozen_encoder(model):
 
 
 def run_recipe(recipe: Recipe, only: str | None = None) -> dict:
-    """Run stage 0 (if any) and every stage (or `only` one); returns all figures."""
+    """Run stage 0 (if any: one already trained in `output_dir/stage0` with the same settings is reused) and every
+    stage (or `only` one); returns all figures."""
     torch.manual_seed(recipe.seed)
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -274,9 +275,15 @@ def run_recipe(recipe: Recipe, only: str | None = None) -> dict:
     figures: dict = {"recipe": recipe.name}
     media_cache: dict = {}  # decoded media (and frozen-tower features), shared by stage 0 and the stages
     if recipe.stage0 is not None and only in (None, "stage0"):
-        from .stage0 import pretrain_vision
+        from .stage0 import finished_stage0, load_vision_tower, pretrain_vision
 
-        figures["stage0"] = pretrain_vision(model, processor, recipe.stage0, out / "stage0", media_cache)
+        done = finished_stage0(out / "stage0", recipe.stage0) if only is None else None
+        if done is not None:
+            logger.info("stage0: reusing %s (trained with the same settings)", out / "stage0")
+            load_vision_tower(model, out / "stage0")
+            figures["stage0"] = {**done, "reused": True}
+        else:
+            figures["stage0"] = pretrain_vision(model, processor, recipe.stage0, out / "stage0", media_cache)
     previous = None
     for run in recipe.stages:
         if only in (None, run.name):

@@ -20,7 +20,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -32,6 +32,7 @@ from .synthetic import COLOURS, SHAPES, ShapeTrack, SyntheticSettings, render_fr
 logger = logging.getLogger(__name__)
 NUM_CLASSES = 1 + len(COLOURS) * len(SHAPES)
 VISION_FILE = "vision_tower.safetensors"
+FIGURES_FILE = "figures.json"  # beside it: the settings it was trained with and its figures
 
 
 @dataclass
@@ -253,7 +254,25 @@ def pretrain_vision(
     )
     if output_dir is not None:
         save_vision_tower(model, output_dir, grounding=bool(settings.grounding_steps))
+        record = {"settings": asdict(settings), **{k: v for k, v in figures.items() if not k.endswith("log")}}
+        (Path(output_dir) / FIGURES_FILE).write_text(json.dumps(record, indent=1))
     return figures
+
+
+def finished_stage0(output_dir: str | Path, settings: Stage0Settings) -> dict | None:
+    """The figures of a stage 0 already trained in `output_dir` with these very settings (so a rerun of the
+    recipe, after a later stage failed, does not train it again); None when there is none or it differs."""
+    output_dir = Path(output_dir)
+    record_file = output_dir / FIGURES_FILE
+    if not (output_dir / VISION_FILE).is_file() or not record_file.is_file():
+        return None
+    try:
+        record = json.loads(record_file.read_text())
+    except json.JSONDecodeError:
+        return None
+    if record.pop("settings", None) != json.loads(json.dumps(asdict(settings))):
+        return None
+    return record
 
 
 @torch.no_grad()
@@ -327,4 +346,4 @@ def load_vision_tower(model, path: str | Path) -> None:
     model.load_state_dict(weights, strict=False)
 
 
-__all__ = ["Stage0Settings", "load_vision_tower", "pretrain_vision", "save_vision_tower"]
+__all__ = ["Stage0Settings", "finished_stage0", "load_vision_tower", "pretrain_vision", "save_vision_tower"]
