@@ -82,6 +82,8 @@ def test_stage0_trains_the_tower_and_the_grounding_and_shares_its_frames(toy_dat
     log = stage0["grounding_log"]
     assert log[-1]["mass"] > log[0]["mass"] + 0.1, "the queries learn to look at the named object"
     assert 0 <= stage0["heldout_grounding_mass"] <= 1
+    by_naming = stage0["heldout_grounding_by_naming"]  # two-object frames, per way of naming the object
+    assert set(by_naming) <= {"shape", "colour", "both"} and all(0 <= v <= 1 for v in by_naming.values())
     videos = {r["video"] for split in ("train", "heldout") for r in json.loads((toy_data / f"{split}.json").read_text())}
     assert len(decoded) == len(videos), "stage 1 reuses stage 0's decoded frames: no video is decoded twice"
 

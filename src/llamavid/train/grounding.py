@@ -147,6 +147,9 @@ def pretrain_grounding(
         figures["heldout_grounding_mass"] = _mass(
             generator, GroundingData(heldout["features"], heldout["labels"], qformer_tokenizer, max_length), seed
         )
+        figures["heldout_grounding_by_naming"] = _mass_by_naming(
+            generator, heldout["features"], heldout["labels"], qformer_tokenizer, max_length, seed
+        )
     for parameter in parameters:
         parameter.requires_grad_(False)
     return figures
@@ -157,6 +160,36 @@ def _mass(generator, data: GroundingData, seed: int, count: int = 512) -> float:
     """Mean attention mass on the named object's patches (uniform attention gives its share of the frame)."""
     indices = torch.randperm(len(data.pairs), generator=torch.Generator().manual_seed(seed))[:count]
     return grounding_loss(generator, *data.batch(indices, random.Random(seed)))[1].item()
+
+
+# Which words of a prompt name the object: colour questions name its shape, shape questions its colour.
+NAMING_PHRASINGS = {"shape": "colour", "colour": "shape", "both": "direction"}
+
+
+@torch.no_grad()
+def _mass_by_naming(generator, features, labels, qformer_tokenizer, max_length: int, seed: int, count: int = 512):
+    """Attention mass on the named object in frames showing two objects (where the name must pick one), per way
+    of naming it. An even split between the two (about 0.5) means that way of naming is not followed; a mean
+    over all frames hides this, since one-object frames are easy whatever the prompt says."""
+    present, _ = grounding_pairs(labels)
+    objects = (labels.unsqueeze(-1) == torch.arange(1, 1 + len(COLOURS) * len(SHAPES))).any(1).sum(1)
+    pairs = present[objects[present[:, 0]] >= 2]
+    if len(pairs) == 0:
+        return {}
+    pairs = pairs[torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed))[:count]]
+    rng = random.Random(seed)
+    figures = {}
+    for naming, kind in NAMING_PHRASINGS.items():
+        texts = [
+            rng.choice(PHRASINGS[kind]).format(colour=list(COLOURS)[(c - 1) // len(SHAPES)], shape=SHAPES[(c - 1) % len(SHAPES)])
+            + ONE_WORD
+            for c in pairs[:, 1].tolist()
+        ]
+        encoded = qformer_tokenizer(texts, padding="longest", truncation=True, max_length=max_length, return_tensors="pt")
+        target = labels[pairs[:, 0]] == pairs[:, 1:2]
+        _, mass = grounding_loss(generator, features[pairs[:, 0]], encoded["input_ids"], encoded["attention_mask"], target)
+        figures[naming] = round(mass.item(), 4)
+    return figures
 
 
 __all__ = ["GROUNDING_PREFIXES", "grounding_pairs", "pretrain_grounding", "referring_prompts"]
