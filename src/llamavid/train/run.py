@@ -89,7 +89,12 @@ def build_model(source: ModelSource, recipe: Recipe):
 
 
 def _init_small(model) -> None:
-    """Normal(0, 0.02) linears and tables, unit LayerNorms: a GPT-style init that trains from scratch."""
+    """Normal(0, 0.02) linears and tables, unit LayerNorms: a GPT-style init that trains from scratch.
+
+    The query and key projectors keep PyTorch's Linear init instead, as the original's freshly built projectors
+    do: attention scores are a product of the two, and with both at 0.02 learning to follow a weak cue (an object
+    named by its shape alone) sat on a plateau for thousands of grounding steps (measured: 0.43 -> 0.86 of the
+    attention on the named object after 1000 steps)."""
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if parameter.dim() >= 2 or name.endswith("query_tokens"):
@@ -98,17 +103,15 @@ def _init_small(model) -> None:
                 parameter.fill_(1.0)
             else:
                 parameter.zero_()
+    _reset_projectors(model, ("query_projector", "key_projector"))
 
 
-def _reset_projectors(model) -> None:
-    generator = model.token_generator
-    for module in (
-        generator.query_projector,
-        generator.key_projector,
-        generator.context_projector,
-        generator.content_projector,
-    ):
-        for layer in module.modules():
+PROJECTORS = ("query_projector", "key_projector", "context_projector", "content_projector")
+
+
+def _reset_projectors(model, names: tuple[str, ...] = PROJECTORS) -> None:
+    for name in names:
+        for layer in getattr(model.token_generator, name).modules():
             if isinstance(layer, torch.nn.Linear):
                 layer.reset_parameters()
 
