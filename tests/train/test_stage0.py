@@ -116,3 +116,17 @@ def test_a_rerun_reuses_a_finished_stage0_with_the_same_settings_only(toy_data, 
     changed = copy.deepcopy(recipe)
     changed.stage0.grounding_steps = 8
     assert "reused" not in run_recipe(changed)["stage0"] and trained == [1], "other settings: trained again"
+
+
+def test_tiny_models_start_the_attention_projectors_at_linear_init(toy_data, tmp_path):
+    """GPT-style N(0, 0.02) everywhere else; the query/key pair at PyTorch's Linear init (see run._init_small)."""
+    from llamavid.train.run import build_model
+
+    recipe = _recipe(toy_data, tmp_path)
+    model, _ = build_model(recipe.model, recipe)
+    generator = model.token_generator
+    for projector in (generator.query_projector, generator.key_projector):
+        weights = [m.weight for m in projector.modules() if isinstance(m, torch.nn.Linear)]
+        assert weights and all(w.std() > 0.04 for w in weights)
+    llm_weight = model.language_model.get_input_embeddings().weight
+    assert abs(llm_weight.std().item() - 0.02) < 0.005
