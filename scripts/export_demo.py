@@ -36,15 +36,21 @@ def adapter_folder_from_checkpoint(recipe_path: Path, overrides: list[str], chec
     return save_adapter_model(model, processor, out)
 
 
+def _ignore(source: Path):
+    """What copytree leaves out: run by-products everywhere, and the LLM's tokenizer files at the top (the LLM
+    tokenizer comes with the base LLM; the Q-Former's, in its own folder, is ours and ships)."""
+    anywhere = shutil.ignore_patterns("checkpoint-*", "figures.json", "runs", "README.md")
+    top = shutil.ignore_patterns("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+    return lambda folder, names: anywhere(folder, names) | (top(folder, names) if Path(folder) == source else set())
+
+
 def export_model(run: Path, target: Path) -> None:
     source = run / "stage2"
     if not (source / "llm_adapter").is_dir():
         raise SystemExit(f"{source} is not an adapter model folder (train recipes/demo-smollm2.yaml first)")
     if target.exists():
         shutil.rmtree(target)
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(
-        "checkpoint-*", "figures.json", "runs", "README.md", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"
-    ))  # the LLM's tokenizer comes with the base LLM
+    shutil.copytree(source, target, ignore=_ignore(source))
     size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
     if size > LIMIT_BYTES:
         raise SystemExit(f"the demo model is {size / 2**20:.1f} MB, over the 20 MB the repository allows")

@@ -93,3 +93,17 @@ def test_cli_help_lists_the_commands():
         [sys.executable, "-m", "llamavid.cli", "convert", "--help"], capture_output=True, text=True
     )
     assert "--qformer-vocab" in result.stdout and "--eva" in result.stdout
+
+
+def test_a_folder_without_its_qformer_tokenizer_is_an_error_not_a_blank_tokenizer(saved, tmp_path):
+    import shutil
+
+    from llamavid.processing import QFORMER_TOKENIZER_DIR, LlamaVidProcessor
+
+    broken = tmp_path / "broken"
+    shutil.copytree(saved, broken)
+    for file in (broken / QFORMER_TOKENIZER_DIR).iterdir():
+        file.unlink()
+    with pytest.raises(FileNotFoundError, match="no Q-Former tokenizer"):
+        LlamaVidProcessor.from_pretrained(broken)
+    assert LlamaVidProcessor.from_pretrained(saved).qformer_tokenizer.vocab_size > 5

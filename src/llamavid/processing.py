@@ -261,7 +261,11 @@ class LlamaVidProcessor:
         image_processor = CLIPImageProcessorPil.from_pretrained(directory)
         has_tokenizer = any((directory / name).exists() for name in ("tokenizer.json", "tokenizer.model"))
         tokenizer = AutoTokenizer.from_pretrained(directory) if has_tokenizer else None
-        qformer_tokenizer = BertTokenizer.from_pretrained(directory / QFORMER_TOKENIZER_DIR)
+        qformer_dir = directory / QFORMER_TOKENIZER_DIR
+        if not any((qformer_dir / name).is_file() for name in ("tokenizer.json", "vocab.txt")):
+            # transformers would quietly build a 5-word tokenizer from an empty folder: every prompt word [UNK]
+            raise FileNotFoundError(f"{qformer_dir}: no Q-Former tokenizer (tokenizer.json or vocab.txt) in the folder")
+        qformer_tokenizer = BertTokenizer.from_pretrained(qformer_dir)
         return cls(image_processor, tokenizer, qformer_tokenizer, config)
 
 
