@@ -35,15 +35,14 @@ GROUNDING_PREFIXES = (
 )
 
 
-def referring_prompts() -> dict[int, list[str]]:
-    """Every prompt that names the object of a patch class (1 + colour * 3 + shape), as questions name it."""
+def referring_prompts(kinds: tuple[str, ...] = ("colour", "shape", "direction")) -> dict[int, list[str]]:
+    """Every prompt that names the object of a patch class (1 + colour * 3 + shape), as the questions of `kinds`
+    name it."""
     prompts: dict[int, list[str]] = {}
     for c, colour in enumerate(COLOURS):
         for s, shape in enumerate(SHAPES):
             prompts[1 + c * len(SHAPES) + s] = [
-                phrasing.format(colour=colour, shape=shape) + ONE_WORD
-                for kind in ("colour", "shape", "direction")
-                for phrasing in PHRASINGS[kind]
+                phrasing.format(colour=colour, shape=shape) + ONE_WORD for kind in kinds for phrasing in PHRASINGS[kind]
             ]
     return prompts
 
@@ -180,11 +179,8 @@ def _mass_by_naming(generator, features, labels, qformer_tokenizer, max_length: 
     rng = random.Random(seed)
     figures = {}
     for naming, kind in NAMING_PHRASINGS.items():
-        texts = [
-            rng.choice(PHRASINGS[kind]).format(colour=list(COLOURS)[(c - 1) // len(SHAPES)], shape=SHAPES[(c - 1) % len(SHAPES)])
-            + ONE_WORD
-            for c in pairs[:, 1].tolist()
-        ]
+        prompts = referring_prompts((kind,))
+        texts = [rng.choice(prompts[c]) for c in pairs[:, 1].tolist()]
         encoded = qformer_tokenizer(texts, padding="longest", truncation=True, max_length=max_length, return_tensors="pt")
         target = labels[pairs[:, 0]] == pairs[:, 1:2]
         _, mass = grounding_loss(generator, features[pairs[:, 0]], encoded["input_ids"], encoded["attention_mask"], target)
