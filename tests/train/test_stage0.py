@@ -2,12 +2,19 @@
 frames handed to the training stages."""
 
 import json
+import random
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from llamavid.train.grounding import GROUNDING_PREFIXES, grounding_pairs, referring_prompts
+from llamavid.train.grounding import (
+    GROUNDING_PREFIXES,
+    GroundingData,
+    grounding_pairs,
+    referring_prompts,
+    unnamed_prompts,
+)
 from llamavid.train.recipe import recipe_from_dict
 from llamavid.train.run import run_recipe
 from llamavid.train.synthetic import COLOURS, SHAPES
@@ -36,6 +43,28 @@ def test_referring_prompts_name_the_object_never_the_answer():
         assert not any(c in text for c in COLOURS if c != "green")
 
 
+def test_prompts_naming_no_object_target_every_object_of_a_frame(tmp_path):
+    from transformers import BertTokenizerFast
+
+    red_circle, blue_square = _class("red", "circle"), _class("blue", "square")
+    labels = torch.tensor([[0, red_circle, 0, blue_square], [0, 0, 0, 0], [red_circle, 0, 0, 0]])
+    words = sorted({w.strip("?.:,") for t in unnamed_prompts() for w in t.lower().split()})
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "?", ".", *words]))
+    tokenizer = BertTokenizerFast(vocab=str(tmp_path / "vocab.txt"))
+    data = GroundingData(torch.zeros(3, 5, 4), labels, tokenizer, 32, unnamed_share=0.5)
+    unnamed = (data.pairs[:, 1] == 0).nonzero().squeeze(1)
+    assert sorted(data.pairs[unnamed, 0].tolist()) == [0, 2], "every frame showing an object (the empty one has none)"
+    _, input_ids, _, target = data.batch(unnamed, random.Random(0))
+    for frame, row in zip(data.pairs[unnamed, 0].tolist(), target.tolist(), strict=True):
+        assert row == (labels[frame] != 0).tolist()
+    texts = tokenizer.batch_decode(input_ids, skip_special_tokens=True)
+    assert all("first" in t and not set(t.split()) & {*COLOURS, *SHAPES} for t in texts), texts
+    named = (data.is_present).nonzero().squeeze(1)
+    _, _, _, target = data.batch(named, random.Random(0))
+    for (frame, cls), row in zip(data.pairs[named].tolist(), target.tolist(), strict=True):
+        assert row == (labels[frame] == cls).tolist(), "a referring prompt still targets its one object"
+
+
 def _recipe(data, out):
     return recipe_from_dict({
         "name": "stage0-toy",
@@ -44,7 +73,8 @@ def _recipe(data, out):
         "model": {"tiny": {"vocab_size": 600, "image_size": 32, "patch_size": 8, "vision_width": 32,
                            "qformer_width": 32, "text_width": 32, "vision_layers": 1, "text_layers": 1}},
         "stage0": {"data_dir": str(data), "steps": 40, "batch_size": 16, "warmup_steps": 4,
-                   "grounding_steps": 60, "grounding_batch_size": 32, "grounding_warmup_steps": 4},
+                   "grounding_steps": 60, "grounding_batch_size": 32, "grounding_warmup_steps": 4,
+                   "grounding_unnamed_share": 0.2},
         "stages": [{
             "name": "stage1", "stage": {"preset": "stage1"},
             "training": {"max_steps": 2, "per_device_train_batch_size": 4, "save_strategy": "no", "use_cpu": True,
@@ -84,6 +114,7 @@ def test_stage0_trains_the_tower_and_the_grounding_and_shares_its_frames(toy_dat
     assert 0 <= stage0["heldout_grounding_mass"] <= 1
     by_naming = stage0["heldout_grounding_by_naming"]  # two-object frames, per way of naming the object
     assert set(by_naming) <= {"shape", "colour", "both"} and all(0 <= v <= 1 for v in by_naming.values())
+    assert 0 <= stage0["heldout_grounding_unnamed"] <= 1  # order prompts: the mass on all the frame's objects
     videos = {r["video"] for split in ("train", "heldout") for r in json.loads((toy_data / f"{split}.json").read_text())}
     assert len(decoded) == len(videos), "stage 1 reuses stage 0's decoded frames: no video is decoded twice"
 
@@ -112,6 +143,12 @@ def test_a_rerun_reuses_a_finished_stage0_with_the_same_settings_only(toy_data, 
     assert not trained and again["reused"] is True
     assert again["heldout_grounding_mass"] == first["heldout_grounding_mass"]
     assert all(torch.equal(v, tower[k]) for k, v in load_file(str(tmp_path / "stage0" / "vision_tower.safetensors")).items())
+
+    record_file = tmp_path / "stage0" / "figures.json"
+    record = json.loads(record_file.read_text())
+    del record["settings"]["position_weight"]  # as written before that setting existed, at its default now
+    record_file.write_text(json.dumps(record))
+    assert run_recipe(recipe)["stage0"]["reused"] is True and not trained
 
     changed = copy.deepcopy(recipe)
     changed.stage0.grounding_steps = 8

@@ -110,6 +110,34 @@ def test_lora_stage_end_to_end(toy_data, tmp_path):
     assert torch.equal(after["model.layers.0.mlp.up_proj.weight"], before["model.layers.0.mlp.up_proj.weight"])
 
 
+def test_a_later_stage_trains_on_an_earlier_stages_unmerged_lora(toy_data, tmp_path):
+    """A curriculum in two LoRA stages: the second keeps training the first one's adapters (not a second set on
+    top of them), and asking for other adapters is an error."""
+    from peft import PeftModel
+
+    from llamavid.train.run import build_model
+    from llamavid.train.stages import StageSettings, apply_stage
+
+    recipe = recipe_from_dict(toy_recipe(toy_data, tmp_path / "run"))
+    model = build_model(recipe.model, recipe)[0]
+    lora = {"rank": 4, "alpha": 8, "dropout": 0.0}
+    first = apply_stage(model, StageSettings.preset("stage2", lora=lora, merge_lora=False))
+    wrapped = model.language_model
+    with torch.no_grad():
+        for name, parameter in wrapped.named_parameters():
+            if "lora_B" in name:
+                parameter.fill_(0.5)  # as if trained
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)  # what run_stage leaves behind
+    second = apply_stage(model, StageSettings.preset("stage2", lora=lora, merge_lora=False))
+    assert model.language_model is wrapped and isinstance(wrapped, PeftModel)
+    assert second == first
+    trained = [p for n, p in wrapped.named_parameters() if "lora_B" in n]
+    assert trained and all(p.requires_grad and bool((p == 0.5).all()) for p in trained)
+    with pytest.raises(ValueError, match="r \\(4 != 8\\)"):
+        apply_stage(model, StageSettings.preset("stage2", lora={**lora, "rank": 8}, merge_lora=False))
+
+
 def test_dataset_counts_load_errors_and_can_fail(toy_data, tmp_path):
     from llamavid.testing import tiny_image_processor
     from llamavid.train.data import DataError, DataSettings, SupervisedDataset

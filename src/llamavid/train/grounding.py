@@ -9,8 +9,11 @@ told apart ("the red one" or "the circle"?) until the LLM's answer loss, much la
 So, after the vision tower, stage 0 trains the Q-Former, its queries and the query/key projectors on
 grounding: a prompt that names one object of a frame (by colour, shape or both, in the phrasings questions
 use) and the patches of that object, from the same dense labels as the tower; a quarter of the prompts name an
-object the frame does not show, and their target is the background. The loss is the negative log of
-the attention mass every query puts on those patches. No answer is used: the prompt names the object the
+object the frame does not show, and their target is the background. Prompts that name no object (the order
+questions: "Which shape appeared first?") target every object in the frame, as a generic question draws
+InstructBLIP's queries to the salient things: the context token of each frame then holds its objects, not the
+background that dominates the frame's mean. The loss is the negative log of the attention mass every query
+puts on those patches. No answer is used: the prompt names the object the
 question is *about*, never what is asked. Later stages train these weights further (stage 2) or keep them
 frozen (stage 1), as the releases do with InstructBLIP's.
 """
@@ -47,6 +50,11 @@ def referring_prompts(kinds: tuple[str, ...] = ("colour", "shape", "direction"))
     return prompts
 
 
+def unnamed_prompts() -> list[str]:
+    """Prompts that name no object (the order questions' phrasings): their target is every object."""
+    return [phrasing + ONE_WORD for kind in ("order_shape", "order_colour") for phrasing in PHRASINGS[kind]]
+
+
 def grounding_pairs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """From a frame's patch labels (F, N): (frame, class) of every object visible in it (K, 2), and of every
     object that shares neither colour nor shape with a visible one (absent, so the prompt names nothing there:
@@ -66,15 +74,24 @@ class GroundingData:
 
     def __init__(
         self, features: torch.Tensor, labels: torch.Tensor, qformer_tokenizer, max_length: int,
-        absent_share: float = 0.25,
+        absent_share: float = 0.25, unnamed_share: float = 0.0,
     ):
+        """`absent_share` of the referring pairs name an absent object; `unnamed_share` of all pairs are frames
+        with a prompt that names none (class 0 in `pairs`)."""
         self.features, self.labels = features, labels
         present, absent = grounding_pairs(labels)
+        shuffle = torch.Generator().manual_seed(0)
         count = min(len(absent), round(len(present) * absent_share / (1 - absent_share)))
-        absent = absent[torch.randperm(len(absent), generator=torch.Generator().manual_seed(0))[:count]]
-        self.pairs = torch.cat([present, absent])
-        self.is_present = torch.cat([torch.ones(len(present), dtype=torch.bool), torch.zeros(count, dtype=torch.bool)])
-        prompts = referring_prompts()
+        absent = absent[torch.randperm(len(absent), generator=shuffle)[:count]]
+        with_objects = (labels != 0).any(dim=1).nonzero().squeeze(1)
+        unnamed_count = min(len(with_objects), round((len(present) + count) * unnamed_share / (1 - unnamed_share)))
+        chosen = with_objects[torch.randperm(len(with_objects), generator=shuffle)[:unnamed_count]]
+        unnamed = torch.stack([chosen, torch.zeros_like(chosen)], dim=1)
+        self.pairs = torch.cat([present, absent, unnamed])
+        self.is_present = torch.cat(
+            [torch.ones(len(present), dtype=torch.bool), torch.zeros(count + unnamed_count, dtype=torch.bool)]
+        )
+        prompts = {0: unnamed_prompts(), **referring_prompts()}
         self.choices = {c: len(texts) for c, texts in prompts.items()}
         texts = [t for c in sorted(prompts) for t in prompts[c]]
         self.offsets = {}
@@ -92,9 +109,11 @@ class GroundingData:
         prompt = torch.tensor(
             [self.offsets[int(c)] + rng.randrange(self.choices[int(c)]) for c in classes], dtype=torch.long
         )
-        # The named object's patches; for an absent object, the background (attend to nothing in particular).
+        # The named object's patches; for an absent object, the background (attend to nothing in particular);
+        # for a prompt naming none (class 0), every object.
         named = torch.where(self.is_present[indices], classes, torch.zeros_like(classes))
-        target = self.labels[frames] == named[:, None]  # (B, N)
+        labels = self.labels[frames]
+        target = torch.where((classes == 0)[:, None], labels != 0, labels == named[:, None])  # (B, N)
         return self.features[frames], self.input_ids[prompt], self.attention_mask[prompt], target
 
 
@@ -110,7 +129,7 @@ def grounding_loss(generator, features, input_ids, attention_mask, target, inclu
 
 def pretrain_grounding(
     model, qformer_tokenizer, train: dict, heldout: dict | None, steps: int, batch_size: int,
-    learning_rate: float, warmup_steps: int, seed: int,
+    learning_rate: float, warmup_steps: int, seed: int, unnamed_share: float = 0.0,
 ) -> dict:
     """Train the grounding parameters (GROUNDING_PREFIXES) in place; `train`/`heldout` hold the frozen tower's
     `features` (F, 1 + N, V) and patch `labels` (F, N). Returns the attention mass on the named object."""
@@ -120,7 +139,7 @@ def pretrain_grounding(
         parameter.requires_grad_(True)
     generator.train()
     max_length = model.config.qformer_max_length
-    data = GroundingData(train["features"], train["labels"], qformer_tokenizer, max_length)
+    data = GroundingData(train["features"], train["labels"], qformer_tokenizer, max_length, unnamed_share=unnamed_share)
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.01)
     rng = random.Random(seed)
     torch_rng = torch.Generator().manual_seed(seed)
@@ -147,6 +166,9 @@ def pretrain_grounding(
             generator, GroundingData(heldout["features"], heldout["labels"], qformer_tokenizer, max_length), seed
         )
         figures["heldout_grounding_by_naming"] = _mass_by_naming(
+            generator, heldout["features"], heldout["labels"], qformer_tokenizer, max_length, seed
+        )
+        figures["heldout_grounding_unnamed"] = _mass_unnamed(
             generator, heldout["features"], heldout["labels"], qformer_tokenizer, max_length, seed
         )
     for parameter in parameters:
@@ -188,4 +210,21 @@ def _mass_by_naming(generator, features, labels, qformer_tokenizer, max_length: 
     return figures
 
 
-__all__ = ["GROUNDING_PREFIXES", "grounding_pairs", "pretrain_grounding", "referring_prompts"]
+@torch.no_grad()
+def _mass_unnamed(generator, features, labels, qformer_tokenizer, max_length: int, seed: int, count: int = 512):
+    """Attention mass on all the objects of a frame for prompts that name none (order questions); the objects
+    cover a few percent of a frame, so uniform attention gives about that."""
+    frames = (labels != 0).any(dim=1).nonzero().squeeze(1)
+    frames = frames[torch.randperm(len(frames), generator=torch.Generator().manual_seed(seed))[:count]]
+    if len(frames) == 0:
+        return None
+    rng = random.Random(seed)
+    texts = [rng.choice(unnamed_prompts()) for _ in range(len(frames))]
+    encoded = qformer_tokenizer(texts, padding="longest", truncation=True, max_length=max_length, return_tensors="pt")
+    _, mass = grounding_loss(
+        generator, features[frames], encoded["input_ids"], encoded["attention_mask"], labels[frames] != 0
+    )
+    return round(mass.item(), 4)
+
+
+__all__ = ["GROUNDING_PREFIXES", "grounding_pairs", "pretrain_grounding", "referring_prompts", "unnamed_prompts"]

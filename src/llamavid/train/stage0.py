@@ -20,7 +20,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -55,6 +55,8 @@ class Stage0Settings:
     grounding_batch_size: int = 64
     grounding_learning_rate: float = 2e-3
     grounding_warmup_steps: int = 20
+    grounding_unnamed_share: float = 0.0
+    """Share of grounding prompts that name no object (the order questions); their target is every object."""
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
@@ -66,6 +68,10 @@ class Stage0Settings:
         if self.warmup_steps >= self.steps:
             raise ValueError(
                 f"stage0.warmup_steps ({self.warmup_steps}) must be below stage0.steps ({self.steps})"
+            )
+        if not 0 <= self.grounding_unnamed_share < 1:
+            raise ValueError(
+                f"stage0.grounding_unnamed_share must be in [0, 1), got {self.grounding_unnamed_share}"
             )
         if self.grounding_steps and self.grounding_warmup_steps >= self.grounding_steps:
             raise ValueError(
@@ -246,6 +252,7 @@ def pretrain_vision(
                 settings.grounding_learning_rate,
                 settings.grounding_warmup_steps,
                 settings.seed,
+                settings.grounding_unnamed_share,
             )
         )
     logger.info("stage0: %s", {k: v for k, v in figures.items() if not k.endswith("log")})
@@ -270,7 +277,12 @@ def finished_stage0(output_dir: str | Path, settings: Stage0Settings) -> dict | 
         record = json.loads(record_file.read_text())
     except json.JSONDecodeError:
         return None
-    if record.pop("settings", None) != json.loads(json.dumps(asdict(settings))):
+    saved = record.pop("settings", None)
+    if not isinstance(saved, dict):
+        return None
+    # A setting added since that run was trained counts as its default (the run did what the default does).
+    defaults = {f.name: f.default for f in fields(Stage0Settings) if f.default is not MISSING}
+    if {**defaults, **saved} != json.loads(json.dumps(asdict(settings))):
         return None
     return record
 

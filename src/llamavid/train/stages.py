@@ -127,7 +127,7 @@ def apply_stage(model, stage: StageSettings):
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(name.startswith(prefixes))
     if stage.lora is not None:
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig, PeftModel, get_peft_model
 
         lora = LoraConfig(
             r=stage.lora.rank,
@@ -136,8 +136,27 @@ def apply_stage(model, stage: StageSettings):
             target_modules=list(stage.lora.target_modules),
             bias="none",
         )
-        model.language_model = get_peft_model(model.language_model, lora)
+        if isinstance(model.language_model, PeftModel):  # an earlier stage's unmerged adapters: train them on
+            _check_same_lora(model.language_model.peft_config["default"], lora)
+            for name, parameter in model.language_model.named_parameters():
+                if "lora_" in name:
+                    parameter.requires_grad_(True)
+        else:
+            model.language_model = get_peft_model(model.language_model, lora)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _check_same_lora(existing, wanted) -> None:
+    """A stage continuing an earlier stage's LoRA must ask for the same adapters (a second set on top would be
+    trained from zero, and the first one frozen, without anyone having asked for that)."""
+    fields = ("r", "lora_alpha", "target_modules")
+    mismatched = [f for f in fields if getattr(existing, f) != getattr(wanted, f)]
+    if mismatched:
+        raise ValueError(
+            "stage.lora differs from the unmerged LoRA of an earlier stage in "
+            + ", ".join(f"{f} ({getattr(existing, f)} != {getattr(wanted, f)})" for f in mismatched)
+            + "; use the same settings, or merge_lora: true in the earlier stage"
+        )
 
 
 def merge_lora(model) -> None:
