@@ -83,6 +83,23 @@ def test_resume_from_checkpoint_gives_the_same_loss_curve(toy_data, tmp_path, pr
     assert resumed["losses"] == pytest.approx(whole, rel=1e-5)
 
 
+def test_checkpoints_of_other_settings_are_not_resumed(toy_data, tmp_path):
+    """A rerun after a recipe change must not continue the old run's checkpoints as if they were its own."""
+    raw = toy_recipe(toy_data, tmp_path / "run", max_steps=2, save_strategy="steps", save_steps=2)
+    raw["stages"] = raw["stages"][1:]
+    raw["stages"][0].pop("init_adapter")
+    run_recipe(recipe_from_dict(raw))
+    assert (tmp_path / "run" / "stage2" / "checkpoint-2").is_dir()
+    changed = copy.deepcopy(raw)
+    changed["stages"][0]["stage"] = {"preset": "stage2", "qformer": False}
+    changed["stages"][0]["training"]["learning_rate"] = 5e-4
+    with pytest.raises(ValueError, match=r"other settings \(stage.qformer: True -> False, training.learning_rate"):
+        run_recipe(recipe_from_dict(changed))
+    longer = copy.deepcopy(raw)
+    longer["stages"][0]["training"].update(max_steps=3, logging_steps=2)  # extending a run is a resume
+    assert run_recipe(recipe_from_dict(longer))["stage2"]["steps"] == 3
+
+
 def test_lora_stage_end_to_end(toy_data, tmp_path):
     from llamavid.loading import load_model
 

@@ -1,7 +1,7 @@
 """Running a recipe: build the starting model, stage 0, each stage through `LlamaVidTrainer`, evaluation.
 
 Each stage writes `<output_dir>/<stage name>/` (the final weights; checkpoints inside, resumed automatically
-as in the original when `checkpoint-*` folders exist). A stage with `init_adapter: previous` loads the adapter
+as in the original when `checkpoint-*` folders exist, unless they were trained with other settings). A stage with `init_adapter: previous` loads the adapter
 the previous stage saved, as the original's stage 2 reads stage 1's `mm_projector.bin`. Stage 3's long context
 sets linear RoPE scaling in the model config exactly as spec 5.4.
 """
@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -224,6 +225,10 @@ def run_stage(
     checkpoint = resume
     if resume is True:
         checkpoint = any(output_dir.glob("checkpoint-*")) or None
+        if checkpoint:
+            check_resumable(output_dir, run, recipe.seed)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / STAGE_SETTINGS_FILE).write_text(json.dumps(stage_record(run, recipe.seed), indent=1))
     start_cpu, start = time.process_time(), time.perf_counter()
     result = trainer.train(resume_from_checkpoint=checkpoint)
     figures = {
@@ -250,6 +255,47 @@ def run_stage(
         parameter.requires_grad_(False)
     (output_dir / "figures.json").write_text(json.dumps(figures, indent=1))
     return figures
+
+
+STAGE_SETTINGS_FILE = "stage_settings.json"
+# Training arguments a resume may change: what is logged or kept, and the length (to extend a finished or
+# stopped run, as the Trainer allows).
+RESUME_FREE = frozenset({
+    "logging_steps", "logging_strategy", "logging_first_step", "disable_tqdm", "report_to", "run_name",
+    "save_steps", "save_strategy", "save_total_limit", "dataloader_num_workers", "logging_dir",
+    "max_steps", "num_train_epochs",
+})
+
+
+def stage_record(run: StageRun, seed: int) -> dict:
+    """What a stage's checkpoints were trained with, as JSON (written beside them)."""
+    record = json.loads(json.dumps(asdict(run), default=str))
+    record["training"] = {k: v for k, v in record["training"].items() if k not in RESUME_FREE}
+    return {"seed": seed, **record}
+
+
+def check_resumable(output_dir: Path, run: StageRun, seed: int) -> None:
+    """Refuse to resume checkpoints trained with other settings: the Trainer would continue them silently (with
+    another step count, learning rate or data), and the weights would come from neither recipe."""
+    saved_file = output_dir / STAGE_SETTINGS_FILE
+    if not saved_file.is_file():
+        logger.warning("%s: resuming checkpoints whose settings were not recorded", output_dir)
+        return
+    saved, now = json.loads(saved_file.read_text()), stage_record(run, seed)
+    changed = sorted(_differences(saved, now))
+    if changed:
+        raise ValueError(
+            f"{output_dir} holds checkpoints of stage {run.name!r} trained with other settings "
+            f"({', '.join(changed[:6])}{', ...' if len(changed) > 6 else ''}); delete its checkpoint-* folders to "
+            "train this stage from the start, or restore those settings to resume"
+        )
+
+
+def _differences(saved, now, prefix: str = "") -> list[str]:
+    if isinstance(saved, dict) and isinstance(now, dict):
+        return [d for key in saved.keys() | now.keys()
+                for d in _differences(saved.get(key), now.get(key), f"{prefix}{key}.")]
+    return [] if saved == now else [f"{prefix[:-1]}: {saved!r} -> {now!r}"]
 
 
 def _frozen_encoder(model):
@@ -310,4 +356,4 @@ def evaluate_recipe(model, processor, settings: dict) -> dict:
     )
 
 
-__all__ = ["build_model", "extend_context", "run_recipe", "run_stage"]
+__all__ = ["build_model", "check_resumable", "extend_context", "run_recipe", "run_stage", "stage_record"]
