@@ -1,6 +1,7 @@
-"""Issue 12: the demo's recipe (recipes/demo-smollm2.yaml) trained from scratch on a 10-minute budget (stage 2
-counted in steps: ~5 CPU s a step at 1 torch thread here) learns: held-out >= 50 % overall, >= 80 % on the order
-questions. The shipped weights come from the same recipe at its full length. Slow (runs in CI)."""
+"""Issue 12: the demo's recipe (recipes/demo-smollm2.yaml) trained from scratch on a 10-minute budget (counted in
+steps: stage 1's 30 took 72 CPU s and stage 2 ~6.6 CPU s a step at 1 torch thread here, 560 CPU s in all) learns:
+held-out >= 50 % overall, >= 80 % on the order questions. The shipped weights come from the same recipe at its
+full length. Slow (runs in CI)."""
 
 import json
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-STAGE2_STEPS = 120  # ~10 CPU minutes of stage 2 at batch 16 on these cores
+STAGE2_STEPS = 75  # with stage 1, ~10 CPU minutes at batch 16 on these cores
 
 
 @pytest.mark.slow
@@ -16,8 +17,10 @@ STAGE2_STEPS = 120  # ~10 CPU minutes of stage 2 at batch 16 on these cores
 @pytest.mark.xfail(
     strict=False,
     raises=AssertionError,  # only the accuracy bar may fail: any other error is a real failure
-    reason="issue 12 open: with the recipe's Q-Former frozen in stage 2 (better colour and shape at full length), "
-    "120 steps gave 70 % overall, colour 96 %, shape 96 %, but order 52 % (< 80 %; the full 800-step run: 99 %)",
+    reason="issue 12 open: the recipe's Q-Former, frozen in stage 2, never learnt where order prompts (naming no "
+    "object) should look: 120 steps gave order 52 % (< 80 %). With stage0.grounding_unnamed_share: 0.2 (as in "
+    "tiny-synthetic) this test measured order 89 %, overall 75 % in 560 CPU s; it joins the demo recipe when the "
+    "shipped weights are retrained with it",
 )
 def test_demo_recipe_learns_within_ten_minutes(tmp_path):
     pytest.importorskip("peft")
