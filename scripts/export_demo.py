@@ -39,7 +39,7 @@ def adapter_folder_from_checkpoint(recipe_path: Path, overrides: list[str], chec
 def _ignore(source: Path):
     """What copytree leaves out: run by-products everywhere, and the LLM's tokenizer files at the top (the LLM
     tokenizer comes with the base LLM; the Q-Former's, in its own folder, is ours and ships)."""
-    anywhere = shutil.ignore_patterns("checkpoint-*", "figures.json", "runs", "README.md")
+    anywhere = shutil.ignore_patterns("checkpoint-*", "figures.json", "stage_settings.json", "runs", "README.md")
     top = shutil.ignore_patterns("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
     return lambda folder, names: anywhere(folder, names) | (top(folder, names) if Path(folder) == source else set())
 

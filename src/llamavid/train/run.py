@@ -1,9 +1,9 @@
 """Running a recipe: build the starting model, stage 0, each stage through `LlamaVidTrainer`, evaluation.
 
 Each stage writes `<output_dir>/<stage name>/` (the final weights; checkpoints inside, resumed automatically
-as in the original when `checkpoint-*` folders exist, unless they were trained with other settings). A stage with `init_adapter: previous` loads the adapter
-the previous stage saved, as the original's stage 2 reads stage 1's `mm_projector.bin`. Stage 3's long context
-sets linear RoPE scaling in the model config exactly as spec 5.4.
+as in the original when `checkpoint-*` folders exist, unless they were trained with other settings). A stage
+with `init_adapter: previous` loads the adapter the previous stage saved, as the original's stage 2 reads stage
+1's `mm_projector.bin`. Stage 3's long context sets linear RoPE scaling in the model config exactly as spec 5.4.
 """
 
 from __future__ import annotations

@@ -1,0 +1,33 @@
+"""scripts/export_demo.py: what of a trained demo run goes into the package (ours and small) and what stays out
+(run by-products, the base LLM's tokenizer)."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+
+
+def test_export_keeps_the_model_and_the_qformer_tokenizer_and_drops_run_by_products(tmp_path):
+    from export_demo import export_model
+
+    run = tmp_path / "run"
+    stage2 = run / "stage2"
+    files = {
+        "config.json": "{}", "visual.safetensors": "w", "llm_adapter/adapter_model.safetensors": "w",
+        "qformer_tokenizer/tokenizer.json": "{}", "qformer_tokenizer/vocab.txt": "a",
+        "tokenizer.json": "{}", "tokenizer_config.json": "{}", "figures.json": "{}", "stage_settings.json": "{}",
+        "checkpoint-100/model.safetensors": "w",
+    }
+    for name, text in files.items():
+        (stage2 / name).parent.mkdir(parents=True, exist_ok=True)
+        (stage2 / name).write_text(text)
+    (run / "figures.json").write_text(json.dumps({"recipe": "demo-smollm2", "evaluation": {"accuracy": 0.5},
+                                                 "stage2": {"steps": 100, "losses": [1.0]}}))
+    target = tmp_path / "demo_model"
+    export_model(run, target)
+    shipped = {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()}
+    assert shipped == {"config.json", "visual.safetensors", "llm_adapter/adapter_model.safetensors",
+                       "qformer_tokenizer/tokenizer.json", "qformer_tokenizer/vocab.txt", "training.json"}
+    record = json.loads((target / "training.json").read_text())
+    assert record["evaluation"] == {"accuracy": 0.5} and record["stage2"] == {"steps": 100}
