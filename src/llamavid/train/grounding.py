@@ -203,11 +203,16 @@ def _mass_by_naming(generator, features, labels, qformer_tokenizer, max_length: 
     for naming, kind in NAMING_PHRASINGS.items():
         prompts = referring_prompts((kind,))
         texts = [rng.choice(prompts[c]) for c in pairs[:, 1].tolist()]
-        encoded = qformer_tokenizer(texts, padding="longest", truncation=True, max_length=max_length, return_tensors="pt")
         target = labels[pairs[:, 0]] == pairs[:, 1:2]
-        _, mass = grounding_loss(generator, features[pairs[:, 0]], encoded["input_ids"], encoded["attention_mask"], target)
-        figures[naming] = round(mass.item(), 4)
+        figures[naming] = _mass_of_texts(generator, features[pairs[:, 0]], texts, target, qformer_tokenizer, max_length)
     return figures
+
+
+def _mass_of_texts(generator, features, texts: list[str], target, qformer_tokenizer, max_length: int) -> float:
+    """Mean attention mass on `target` patches (B, N) of frames `features` for prompts `texts`, rounded."""
+    encoded = qformer_tokenizer(texts, padding="longest", truncation=True, max_length=max_length, return_tensors="pt")
+    _, mass = grounding_loss(generator, features, encoded["input_ids"], encoded["attention_mask"], target)
+    return round(mass.item(), 4)
 
 
 @torch.no_grad()
@@ -220,11 +225,7 @@ def _mass_unnamed(generator, features, labels, qformer_tokenizer, max_length: in
         return None
     rng = random.Random(seed)
     texts = [rng.choice(unnamed_prompts()) for _ in range(len(frames))]
-    encoded = qformer_tokenizer(texts, padding="longest", truncation=True, max_length=max_length, return_tensors="pt")
-    _, mass = grounding_loss(
-        generator, features[frames], encoded["input_ids"], encoded["attention_mask"], labels[frames] != 0
-    )
-    return round(mass.item(), 4)
+    return _mass_of_texts(generator, features[frames], texts, labels[frames] != 0, qformer_tokenizer, max_length)
 
 
 __all__ = ["GROUNDING_PREFIXES", "grounding_pairs", "pretrain_grounding", "referring_prompts", "unnamed_prompts"]
