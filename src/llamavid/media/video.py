@@ -194,9 +194,14 @@ class _StreamInfo:
     duration_is_stream: bool = False  # the duration is this stream's own, not the container's
 
 
+# Before PyAV 19, metadata that is not valid UTF-8 fails `av.open` unless told to ignore it; PyAV 19 removed that
+# option (passing it is a TypeError, which failed every video there: found on the GPU machine's Python 3.12).
+_OPEN_OPTIONS = {"metadata_errors": "ignore"} if int(av.__version__.split(".")[0]) < 19 else {}
+
+
 def _open_container(path: Path, head: bytes) -> av.container.InputContainer:
     try:
-        return av.open(str(path), metadata_errors="ignore")
+        return av.open(str(path), **_OPEN_OPTIONS)
     except av.error.FileNotFoundError:
         raise MediaNotFoundError(str(path), "no such file") from None
     except (av.error.FFmpegError, UnicodeDecodeError) as error:

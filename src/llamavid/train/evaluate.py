@@ -42,7 +42,7 @@ def evaluate_records(
             clip = load_video(Path(video_folder) / record["video"], fps=model.config.video_fps)
             media.append([Video(clip.frames)])
             prompts.append(qformer_prompt(question))
-        inputs = processor(texts, media=media, qformer_text=prompts, padding_side="left")
+        inputs = processor(texts, media=media, qformer_text=prompts, padding_side="left").to(model.device)
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         for record, row in zip(batch, output[:, inputs["input_ids"].shape[1] :], strict=True):
             text = processor.decode(row)

@@ -299,17 +299,21 @@ def _differences(saved, now, prefix: str = "") -> list[str]:
 
 
 def _frozen_encoder(model):
-    """The vision tower as a feature function for the data loader: eval mode, no gradients, one frame each."""
+    """The vision tower as a feature function for the data loader: eval mode, no gradients. The loader's pixels
+    are CPU float32 and the tower may sit on an accelerator in another dtype: pixels go to the tower, features
+    come back to the CPU (where the cache and the collator keep them)."""
 
     @torch.no_grad()
     def encode(pixel_values: torch.Tensor) -> torch.Tensor:
         tower = model.vision_tower
+        weight = next(tower.parameters())
         mode = tower.training
         tower.eval()
         try:
-            return model.get_vision_features(pixel_values)
+            features = model.get_vision_features(pixel_values.to(weight.device, weight.dtype))
         finally:
             tower.train(mode)
+        return features.to("cpu")
 
     return encode
 
