@@ -95,6 +95,12 @@ def test_checkpoints_of_other_settings_are_not_resumed(toy_data, tmp_path):
     changed["stages"][0]["training"]["learning_rate"] = 5e-4
     with pytest.raises(ValueError, match=r"other settings \(stage.qformer: True -> False, training.learning_rate"):
         run_recipe(recipe_from_dict(changed))
+    # A record written before a setting existed (here: data.repeat_by_type) still resumes while the rerun keeps
+    # that setting's default.
+    record_file = tmp_path / "run" / "stage2" / "stage_settings.json"
+    record = json.loads(record_file.read_text())
+    del record["data"]["repeat_by_type"], record["shared_prefix"]
+    record_file.write_text(json.dumps(record))
     longer = copy.deepcopy(raw)
     longer["stages"][0]["training"].update(max_steps=3, logging_steps=2)  # extending a run is a resume
     assert run_recipe(recipe_from_dict(longer))["stage2"]["steps"] == 3

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from .recipe import TRAINING_DEFAULTS, ModelSource, Recipe, StageRun
+from .settings_record import changed_settings, field_defaults
 
 logger = logging.getLogger(__name__)
 
@@ -282,20 +283,13 @@ def check_resumable(output_dir: Path, run: StageRun, seed: int) -> None:
         logger.warning("%s: resuming checkpoints whose settings were not recorded", output_dir)
         return
     saved, now = json.loads(saved_file.read_text()), stage_record(run, seed)
-    changed = sorted(_differences(saved, now))
+    changed = changed_settings(saved, now, field_defaults(run))
     if changed:
         raise ValueError(
             f"{output_dir} holds checkpoints of stage {run.name!r} trained with other settings "
             f"({', '.join(changed[:6])}{', ...' if len(changed) > 6 else ''}); delete its checkpoint-* folders to "
             "train this stage from the start, or restore those settings to resume"
         )
-
-
-def _differences(saved, now, prefix: str = "") -> list[str]:
-    if isinstance(saved, dict) and isinstance(now, dict):
-        return [d for key in saved.keys() | now.keys()
-                for d in _differences(saved.get(key), now.get(key), f"{prefix}{key}.")]
-    return [] if saved == now else [f"{prefix[:-1]}: {saved!r} -> {now!r}"]
 
 
 def _frozen_encoder(model):

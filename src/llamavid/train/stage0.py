@@ -20,13 +20,14 @@ import json
 import logging
 import math
 import time
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .settings_record import changed_settings, field_defaults
 from .synthetic import COLOURS, SHAPES, ShapeTrack, SyntheticSettings, render_frame, track_position
 
 logger = logging.getLogger(__name__)
@@ -280,9 +281,8 @@ def finished_stage0(output_dir: str | Path, settings: Stage0Settings) -> dict | 
     saved = record.pop("settings", None)
     if not isinstance(saved, dict):
         return None
-    # A setting added since that run was trained counts as its default (the run did what the default does).
-    defaults = {f.name: f.default for f in fields(Stage0Settings) if f.default is not MISSING}
-    if {**defaults, **saved} != json.loads(json.dumps(asdict(settings))):
+    now = json.loads(json.dumps(asdict(settings)))
+    if changed_settings(saved, now, field_defaults(settings)):
         return None
     return record
 
