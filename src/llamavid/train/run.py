@@ -12,13 +12,12 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from .recipe import TRAINING_DEFAULTS, ModelSource, Recipe, StageRun
-from .settings_record import changed_settings, field_defaults
+from .settings_record import changed_settings, field_defaults, settings_json
 
 logger = logging.getLogger(__name__)
 
@@ -270,7 +269,7 @@ RESUME_FREE = frozenset({
 
 def stage_record(run: StageRun, seed: int) -> dict:
     """What a stage's checkpoints were trained with, as JSON (written beside them)."""
-    record = json.loads(json.dumps(asdict(run), default=str))
+    record = settings_json(run)
     record["training"] = {k: v for k, v in record["training"].items() if k not in RESUME_FREE}
     return {"seed": seed, **record}
 

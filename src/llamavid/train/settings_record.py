@@ -7,7 +7,12 @@ run did what the default does (otherwise every new option would retrain stage 0 
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, fields, is_dataclass
+from dataclasses import MISSING, asdict, fields, is_dataclass
+
+
+def settings_json(instance) -> dict:
+    """A dataclass instance's settings as the JSON its record holds (what a saved record is compared with)."""
+    return json.loads(json.dumps(asdict(instance), default=str))
 
 
 def field_defaults(instance) -> dict:
@@ -38,4 +43,4 @@ def changed_settings(saved, now, defaults=None, prefix: str = "") -> list[str]:
     return [] if saved == now else [f"{prefix[:-1]}: {saved!r} -> {now!r}"]
 
 
-__all__ = ["changed_settings", "field_defaults"]
+__all__ = ["changed_settings", "field_defaults", "settings_json"]

@@ -20,14 +20,14 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .settings_record import changed_settings, field_defaults
+from .settings_record import changed_settings, field_defaults, settings_json
 from .synthetic import COLOURS, SHAPES, ShapeTrack, SyntheticSettings, render_frame, track_position
 
 logger = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ def pretrain_vision(
     )
     if output_dir is not None:
         save_vision_tower(model, output_dir, grounding=bool(settings.grounding_steps))
-        record = {"settings": asdict(settings), **{k: v for k, v in figures.items() if not k.endswith("log")}}
+        record = {"settings": settings_json(settings), **{k: v for k, v in figures.items() if not k.endswith("log")}}
         (Path(output_dir) / FIGURES_FILE).write_text(json.dumps(record, indent=1))
     return figures
 
@@ -281,8 +281,7 @@ def finished_stage0(output_dir: str | Path, settings: Stage0Settings) -> dict | 
     saved = record.pop("settings", None)
     if not isinstance(saved, dict):
         return None
-    now = json.loads(json.dumps(asdict(settings)))
-    if changed_settings(saved, now, field_defaults(settings)):
+    if changed_settings(saved, settings_json(settings), field_defaults(settings)):
         return None
     return record
 
