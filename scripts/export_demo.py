@@ -1,7 +1,7 @@
 """Put a trained demo model (the `stage2` folder of `recipes/demo-smollm2.yaml`) and a few freshly generated
 sample videos into the package (`src/llamavid/data/`), with the record of how the weights were made.
 
-    python scripts/export_demo.py runs/demo-smollm2 [--samples-seed 2024]
+    python scripts/export_demo.py runs/demo-smollm2 [--samples-seed 2024] [--note TEXT]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _ignore(source: Path):
     return lambda folder, names: anywhere(folder, names) | (top(folder, names) if Path(folder) == source else set())
 
 
-def export_model(run: Path, target: Path) -> None:
+def export_model(run: Path, target: Path, note: str | None = None) -> None:
     source = run / "stage2"
     if not (source / "llm_adapter").is_dir():
         raise SystemExit(f"{source} is not an adapter model folder (train recipes/demo-smollm2.yaml first)")
@@ -60,11 +60,13 @@ def export_model(run: Path, target: Path) -> None:
         "seed": figures.get("seed", 0),
         "command": "llamavid make-synthetic data/demo --videos 2000 --heldout 200 --seed 0 && "
         "llamavid train recipes/demo-smollm2.yaml && python scripts/export_demo.py runs/demo-smollm2",
+        **({"note": note} if note else {}),
         **{k: figures.get(k) for k in ("recipe", "evaluation")},
     }
     record["stage0"] = {k: v for k, v in figures.get("stage0", {}).items() if not k.endswith("log")}
-    for stage in ("stage1", "stage2"):
-        record[stage] = {k: v for k, v in figures.get(stage, {}).items() if k != "losses"}
+    stages = [k for k, v in figures.items() if isinstance(v, dict) and k not in ("stage0", "evaluation")]
+    for stage in stages:  # the recipe's stages, in their order
+        record[stage] = {k: v for k, v in figures[stage].items() if k != "losses"}
     (target / "training.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
 
 
@@ -97,8 +99,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="the recipe's output_dir")
     parser.add_argument("--samples-seed", type=int, default=2024, help="not the training data's seed")
+    parser.add_argument("--note", help="how the run departed from the recipe's command (resumed, extended)")
     args = parser.parse_args()
-    export_model(args.run, PACKAGE_DATA / "demo_model")
+    export_model(args.run, PACKAGE_DATA / "demo_model", args.note)
     export_samples(PACKAGE_DATA / "demo_videos", args.samples_seed)
     print(f"written to {PACKAGE_DATA}")
 

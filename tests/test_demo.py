@@ -108,12 +108,6 @@ def test_plain_questions_are_answered_as_smollm2_does(engine):
 
 
 @needs_smollm2
-@pytest.mark.xfail(
-    strict=False,
-    raises=AssertionError,  # only the accuracy bar may fail: any other error is a real failure
-    reason="issue 12 open: the shipped demo measured 74 % overall here (colour 98 %, shape 98 %, order 100 %, "
-    "direction 15 %; one-word 100 %); direction (chance) is below 70 % and so overall below 80 %",
-)
 def test_held_out_accuracy(engine, tmp_path):
     from llamavid.train.evaluate import evaluate_records
     from llamavid.train.synthetic import fresh_heldout
