@@ -154,6 +154,10 @@ def test_a_rerun_reuses_a_finished_stage0_with_the_same_settings_only(toy_data, 
     changed.stage0.grounding_steps = 8
     assert "reused" not in run_recipe(changed)["stage0"] and trained == [1], "other settings: trained again"
 
+    deeper = copy.deepcopy(recipe)  # the old tower's tensors would all load into this one: not enough to reuse
+    deeper.model.tiny["vision_layers"] = 2
+    assert "reused" not in run_recipe(deeper)["stage0"] and trained == [1, 1], "another tower: trained again"
+
 
 def test_tiny_models_start_the_attention_projectors_at_linear_init(toy_data, tmp_path):
     """GPT-style N(0, 0.02) everywhere else; the query/key pair at PyTorch's Linear init (see run._init_small)."""

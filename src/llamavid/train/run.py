@@ -323,7 +323,7 @@ def run_recipe(recipe: Recipe, only: str | None = None) -> dict:
     if recipe.stage0 is not None and only in (None, "stage0"):
         from .stage0 import finished_stage0, load_vision_tower, pretrain_vision
 
-        done = finished_stage0(out / "stage0", recipe.stage0) if only is None else None
+        done = finished_stage0(out / "stage0", recipe.stage0, model.config) if only is None else None
         if done is not None:
             logger.info("stage0: reusing %s (trained with the same settings)", out / "stage0")
             load_vision_tower(model, out / "stage0")

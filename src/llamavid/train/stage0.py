@@ -262,14 +262,35 @@ def pretrain_vision(
     )
     if output_dir is not None:
         save_vision_tower(model, output_dir, grounding=bool(settings.grounding_steps))
-        record = {"settings": settings_json(settings), **{k: v for k, v in figures.items() if not k.endswith("log")}}
+        record = {
+            "settings": settings_json(settings),
+            "model": tower_fingerprint(model.config),
+            **{k: v for k, v in figures.items() if not k.endswith("log")},
+        }
         (Path(output_dir) / FIGURES_FILE).write_text(json.dumps(record, indent=1))
     return figures
 
 
-def finished_stage0(output_dir: str | Path, settings: Stage0Settings) -> dict | None:
-    """The figures of a stage 0 already trained in `output_dir` with these very settings (so a rerun of the
-    recipe, after a later stage failed, does not train it again); None when there is none or it differs."""
+def tower_fingerprint(config) -> dict:
+    """What stage 0's weights depend on beyond its own settings: the tower's and the Q-Former's configs. A
+    recipe whose `model.tiny` changed must not reuse an old tower, even one whose tensors still load (one more
+    vision layer would load the old ones and leave the new one random). Version stamps are left out."""
+    def plain(sub) -> dict:
+        fields = {k: v for k, v in sub.to_dict().items() if k not in ("transformers_version", "_name_or_path")}
+        return json.loads(json.dumps(fields, sort_keys=True, default=str))
+
+    return {
+        "vision_config": plain(config.vision_config),
+        "qformer_config": plain(config.qformer_config),
+        "num_query": config.num_query,
+        "qformer_layernorm": config.qformer_layernorm,
+    }
+
+
+def finished_stage0(output_dir: str | Path, settings: Stage0Settings, config) -> dict | None:
+    """The figures of a stage 0 already trained in `output_dir` with these very settings for this model config
+    (so a rerun of the recipe, after a later stage failed, does not train it again); None when there is none or
+    it differs."""
     output_dir = Path(output_dir)
     record_file = output_dir / FIGURES_FILE
     if not (output_dir / VISION_FILE).is_file() or not record_file.is_file():
@@ -282,6 +303,8 @@ def finished_stage0(output_dir: str | Path, settings: Stage0Settings) -> dict | 
     if not isinstance(saved, dict):
         return None
     if changed_settings(saved, settings_json(settings), field_defaults(settings)):
+        return None
+    if record.pop("model", None) != tower_fingerprint(config):
         return None
     return record
 
@@ -357,4 +380,6 @@ def load_vision_tower(model, path: str | Path) -> None:
     model.load_state_dict(weights, strict=False)
 
 
-__all__ = ["Stage0Settings", "finished_stage0", "load_vision_tower", "pretrain_vision", "save_vision_tower"]
+__all__ = [
+    "Stage0Settings", "finished_stage0", "load_vision_tower", "pretrain_vision", "save_vision_tower", "tower_fingerprint"
+]
