@@ -325,7 +325,7 @@ def run_recipe(recipe: Recipe, only: str | None = None) -> dict:
 
         done = finished_stage0(out / "stage0", recipe.stage0, model.config) if only is None else None
         if done is not None:
-            logger.info("stage0: reusing %s (trained with the same settings)", out / "stage0")
+            logger.info("stage0: reusing %s (trained with the same settings and tower config)", out / "stage0")
             load_vision_tower(model, out / "stage0")
             figures["stage0"] = {**done, "reused": True}
         else:
