@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from llamavid.engine import ChatEngine
+from llamavid.inference.engine import ChatEngine
 from llamavid.testing import tiny_model_and_processor, write_test_video
 
 SECONDS, FPS, SIZE = 300, 25, (240, 320)

@@ -17,9 +17,9 @@ import torch
 
 
 def demo_quality(seed: int, questions: int, batch_size: int = 16) -> dict:
-    from llamavid.demo import load_demo_engine
+    from llamavid.toy.demo import load_demo_engine
+    from llamavid.toy.synthetic import fresh_heldout
     from llamavid.train.evaluate import evaluate_records
-    from llamavid.train.synthetic import fresh_heldout
 
     with tempfile.TemporaryDirectory() as tmp:
         records = fresh_heldout(Path(tmp), seed=seed, questions=questions)

@@ -65,7 +65,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
         if data is None:
-            from llamavid.train.synthetic import SyntheticSettings, generate
+            from llamavid.toy.synthetic import SyntheticSettings, generate
 
             data = Path(tmp) / "data"
             generate(data, SyntheticSettings(seed=args.seed))

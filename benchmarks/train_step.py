@@ -25,20 +25,20 @@ FRAMES, BATCH = 16, 4
 
 def build():
     from llamavid.testing import tiny_image_processor
-    from llamavid.train.collator import Collator
-    from llamavid.train.stages import StageSettings, apply_stage
-    from llamavid.train.tiny import (
+    from llamavid.toy.tiny import (
         tiny_llamavid_config,
         train_qformer_tokenizer,
         train_sentencepiece_llama_tokenizer,
     )
+    from llamavid.train.collator import Collator
+    from llamavid.train.stages import StageSettings, apply_stage
 
     corpus = ["What colour is the circle? Answer with one word. red green blue yellow left right up down"] * 50
     tokenizer = train_sentencepiece_llama_tokenizer(corpus, 300)
     qformer_tokenizer = train_qformer_tokenizer(corpus)
     config = tiny_llamavid_config(len(tokenizer), len(qformer_tokenizer), image_size=64, patch_size=8)
-    from llamavid.modeling import LlamaVidForConditionalGeneration
-    from llamavid.processing import LlamaVidProcessor
+    from llamavid.model.modeling import LlamaVidForConditionalGeneration
+    from llamavid.model.processing import LlamaVidProcessor
 
     torch.manual_seed(0)
     model = LlamaVidForConditionalGeneration(config)

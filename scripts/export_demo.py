@@ -21,7 +21,7 @@ def adapter_folder_from_checkpoint(recipe_path: Path, overrides: list[str], chec
     the recipe builds it (same data, same tokenizers), the checkpoint's weights loaded, the adapter split off."""
     from safetensors.torch import load_file
 
-    from llamavid.loading import save_adapter_model
+    from llamavid.inference.loading import save_adapter_model
     from llamavid.train.recipe import load_recipe
     from llamavid.train.run import build_model
     from llamavid.train.stages import apply_stage
@@ -71,7 +71,7 @@ def export_model(run: Path, target: Path, note: str | None = None) -> None:
 
 
 def export_samples(target: Path, seed: int, count: int = 3) -> None:
-    from llamavid.train.synthetic import SyntheticSettings, generate
+    from llamavid.toy.synthetic import SyntheticSettings, generate
 
     if target.exists():
         shutil.rmtree(target)

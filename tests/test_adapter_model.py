@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from llamavid.loading import ModelLoadError, load_model, save_adapter_model
-from llamavid.processing import Video
+from llamavid.inference.loading import ModelLoadError, load_model, save_adapter_model
+from llamavid.model.processing import Video
 from llamavid.testing import tiny_model_and_processor
 
 peft = pytest.importorskip("peft")

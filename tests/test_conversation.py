@@ -1,6 +1,6 @@
 import pytest
 
-from llamavid.conversation import TEMPLATES, get_template, move_placeholder_to_front
+from llamavid.model.chat_templates import TEMPLATES, get_template, move_placeholder_to_front
 
 SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "

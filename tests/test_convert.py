@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from llamavid import LlamaVidForConditionalGeneration, LlamaVidProcessor
-from llamavid.convert import (
+from llamavid.model.convert import (
     ConversionError,
     build_config,
     eva_to_ours,
@@ -147,7 +147,7 @@ def test_unexpected_and_missing_keys_are_listed(tiny_release):
     original, eva = ours_to_original(model.state_dict())
     with pytest.raises(ConversionError, match=r"unexpected keys .*model\.surprise"):
         original_to_ours({**original, "model.surprise": torch.zeros(1)}, eva, model.config)
-    from llamavid.convert import check_complete
+    from llamavid.model.convert import check_complete
 
     partial = original_to_ours(original, eva, model.config)
     del partial["token_generator.key_projector.weight"]

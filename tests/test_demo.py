@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from llamavid.demo import DEMO_MODEL, sample_videos
+from llamavid.toy.demo import DEMO_MODEL, sample_videos
 
 pytestmark = pytest.mark.skipif(
     not (DEMO_MODEL / "config.json").is_file(), reason="the demo model is not bundled in this checkout"
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def _smollm2_installed() -> bool:
-    from llamavid.smollm2 import SmolLM2NotInstalled, gguf_path
+    from llamavid.toy.smollm2 import SmolLM2NotInstalled, gguf_path
 
     try:
         gguf_path()
@@ -31,7 +31,7 @@ needs_smollm2 = pytest.mark.skipif(not _smollm2_installed(), reason="pip install
 
 @pytest.fixture(scope="module")
 def engine():
-    from llamavid.demo import load_demo_engine
+    from llamavid.toy.demo import load_demo_engine
 
     torch.set_num_threads(2)
     return load_demo_engine()
@@ -70,7 +70,7 @@ def test_demo_without_arguments_talks_about_the_sample_video():
 
 @needs_smollm2
 def test_demo_on_your_own_video_and_errors(tmp_path):
-    from llamavid.train.synthetic import fresh_heldout
+    from llamavid.toy.synthetic import fresh_heldout
 
     record = next(r for r in fresh_heldout(tmp_path, seed=31, questions=8) if r["type"] == "colour")
     question = record["conversations"][0]["value"].split("\n", 1)[1]
@@ -98,7 +98,7 @@ def test_interactive_session():
 
 @needs_smollm2
 def test_plain_questions_are_answered_as_smollm2_does(engine):
-    from llamavid.demo import ask
+    from llamavid.toy.demo import ask
 
     paris = "".join(ask(engine, None, "What is the capital of France?"))
     assert "Paris" in paris
@@ -109,8 +109,8 @@ def test_plain_questions_are_answered_as_smollm2_does(engine):
 
 @needs_smollm2
 def test_held_out_accuracy(engine, tmp_path):
+    from llamavid.toy.synthetic import fresh_heldout
     from llamavid.train.evaluate import evaluate_records
-    from llamavid.train.synthetic import fresh_heldout
 
     records = fresh_heldout(tmp_path, seed=97, questions=160)
     figures = evaluate_records(

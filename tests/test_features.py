@@ -1,6 +1,6 @@
 import torch
 
-from llamavid.features import FeatureCache, cache_key, file_digest, vision_fingerprint
+from llamavid.inference.features import FeatureCache, cache_key, file_digest, vision_fingerprint
 from llamavid.testing import tiny_model_and_processor
 
 

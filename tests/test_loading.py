@@ -6,7 +6,13 @@ import pytest
 import torch
 from transformers import TextIteratorStreamer
 
-from llamavid.loading import ModelLoadError, load_model, quantization_config, resolve_device, resolve_dtype
+from llamavid.inference.loading import (
+    ModelLoadError,
+    load_model,
+    quantization_config,
+    resolve_device,
+    resolve_dtype,
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +104,7 @@ def test_cli_help_lists_the_commands():
 def test_a_folder_without_its_qformer_tokenizer_is_an_error_not_a_blank_tokenizer(saved, tmp_path):
     import shutil
 
-    from llamavid.processing import QFORMER_TOKENIZER_DIR, LlamaVidProcessor
+    from llamavid.model.processing import QFORMER_TOKENIZER_DIR, LlamaVidProcessor
 
     broken = tmp_path / "broken"
     shutil.copytree(saved, broken)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from llamavid import LlamaVidForConditionalGeneration, LlamaVidProcessor
-from llamavid.processing import Video
+from llamavid.model.processing import Video
 from llamavid.testing import tiny_model_and_processor
 
 

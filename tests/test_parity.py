@@ -15,7 +15,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from llamavid import LlamaVidForConditionalGeneration, LlamaVidProcessor
-from llamavid.convert import ArchitectureHints, convert_checkpoint
+from llamavid.model.convert import ArchitectureHints, convert_checkpoint
 
 pytestmark = pytest.mark.parity
 

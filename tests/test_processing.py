@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from llamavid.processing import Video, pad_colour, pad_to_square
+from llamavid.model.processing import Video, pad_colour, pad_to_square
 
 
 def test_pad_to_square_centres_on_the_truncated_mean_colour():

@@ -14,10 +14,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from llamavid import smollm2 as smol
-from llamavid.conversation import SMOLLM_SYSTEM, get_template
-from llamavid.smollm2 import INSTALL_COMMAND, SmolLM2NotInstalled, gguf_path, load_smollm2
+from llamavid.toy import smollm2 as smol
+from llamavid.model.chat_templates import SMOLLM_SYSTEM, get_template
 from llamavid.testing import supervised_spans
+from llamavid.toy.smollm2 import INSTALL_COMMAND, SmolLM2NotInstalled, gguf_path, load_smollm2
 from llamavid.train.preprocess import IGNORE_INDEX, preprocess, tokenize_with_placeholders
 
 PH = 60_000  # placeholder id, outside SmolLM2's vocabulary of 49152
@@ -133,7 +133,7 @@ def test_a_broken_cache_is_rebuilt(smollm2, tmp_path, monkeypatch, caplog):
             os.symlink(file, folder / file.name)
 
     monkeypatch.setattr(smol, "_convert", convert)
-    with caplog.at_level("WARNING", logger="llamavid.smollm2"):
+    with caplog.at_level("WARNING", logger="llamavid.toy.smollm2"):
         model, _ = load_smollm2(cache_dir=tmp_path)
     assert calls == [broken] and "unusable" in caplog.text
     assert torch.equal(model.lm_head.weight, smollm2.model.lm_head.weight)

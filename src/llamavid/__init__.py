@@ -2,7 +2,7 @@
 
 A re-implementation of LLaMA-VID (Li, Wang and Jia, 2023) on transformers: `LlamaVidForConditionalGeneration`
 and `LlamaVidProcessor` load converted released checkpoints (`llamavid convert`) and our own folders.
-Attributes load lazily so that the command line starts fast; importing `llamavid.modeling` registers the model
+Attributes load lazily so that the command line starts fast; importing `llamavid.model.modeling` registers the model
 with transformers' Auto classes.
 """
 
@@ -11,11 +11,11 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "LlamaVidConfig": "llamavid.configuration",
-    "LlamaVidForConditionalGeneration": "llamavid.modeling",
-    "LlamaVidProcessor": "llamavid.processing",
-    "ChatEngine": "llamavid.engine",
-    "load_model": "llamavid.loading",
+    "LlamaVidConfig": "llamavid.model.configuration",
+    "LlamaVidForConditionalGeneration": "llamavid.model.modeling",
+    "LlamaVidProcessor": "llamavid.model.processing",
+    "ChatEngine": "llamavid.inference.engine",
+    "load_model": "llamavid.inference.loading",
 }
 
 

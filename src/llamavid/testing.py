@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .configuration import LlamaVidConfig
+from .model.configuration import LlamaVidConfig
 
 _CORPUS = (
     "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
@@ -50,7 +50,7 @@ def tiny_tokenizer(vocab_size: int = 320):
 
 
 def tiny_qformer_tokenizer():
-    from .processing import build_qformer_tokenizer
+    from .model.processing import build_qformer_tokenizer
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *_QFORMER_WORDS]
     vocab += [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"] + list("abcdefghijklmnopqrstuvwxyz'")
@@ -119,8 +119,8 @@ def tiny_image_processor(size: int = 28):
 
 def tiny_model_and_processor(seed: int = 0, **overrides):
     """(model in eval mode, processor) with random weights at unit-ish scale, deterministic for `seed`."""
-    from .modeling import LlamaVidForConditionalGeneration
-    from .processing import LlamaVidProcessor
+    from .model.modeling import LlamaVidForConditionalGeneration
+    from .model.processing import LlamaVidProcessor
 
     tokenizer = tiny_tokenizer()
     qformer_tokenizer = tiny_qformer_tokenizer()

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from llamavid.engine import ChatEngine, ContextLengthError, GenerationSettings
-from llamavid.features import FeatureCache
+from llamavid.inference.engine import ChatEngine, ContextLengthError, GenerationSettings
+from llamavid.inference.features import FeatureCache
 from llamavid.testing import tiny_model_and_processor, write_test_video
 
 

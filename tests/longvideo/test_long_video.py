@@ -9,9 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from llamavid.engine import MOVIE_END, MOVIE_START, ChatEngine, ContextLengthError
-from llamavid.extract import extract_all
-from llamavid.feature_files import FeatureFile, FeatureFileError, read_feature_file, write_feature_file
+from llamavid.inference.engine import MOVIE_END, MOVIE_START, ChatEngine, ContextLengthError
+from llamavid.inference.extract import extract_all
+from llamavid.inference.feature_files import (
+    FeatureFile,
+    FeatureFileError,
+    read_feature_file,
+    write_feature_file,
+)
 from llamavid.testing import tiny_model_and_processor, write_test_video
 
 SRT = "1\n00:00:00,500 --> 00:00:01,500\nHello <i>there</i>.\n\n2\n00:00:03,000 --> 00:00:04,200\nGoodbye now.\n"
@@ -61,7 +66,7 @@ def test_extraction_of_two_videos_with_subtitles(engine, videos, tmp_path):
     assert b.num_frames == 3 and b.subtitles == [[], [], []]
     # the stored features are the tower's output for those frames
     from llamavid.media import load_video
-    from llamavid.processing import Video
+    from llamavid.model.processing import Video
 
     clip = load_video(videos / "a.mp4", fps=1.0, size=engine.config.image_size)
     expected = engine.vision_features(engine.processor.preprocess(Video(clip.frames)))

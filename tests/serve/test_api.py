@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from llamavid.processing import LlamaVidProcessor
+from llamavid.model.processing import LlamaVidProcessor
 from llamavid.serve.launch import ServerProcess
 
 KEY = "test-key"

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from llamavid.cli import build_parser
-from llamavid.engine import ChatEngine, MediaFeatures
+from llamavid.inference.engine import ChatEngine, MediaFeatures
 from llamavid.serve.errors import APIError
 from llamavid.serve.prompts import build_sample
 from llamavid.serve.scheduler import BatchScheduler, Job
@@ -124,10 +124,10 @@ def test_request_parsing_reads_vllm_and_sglang_video_options():
 
 
 def test_default_engine_falls_back_to_a_tiny_model_with_a_warning(caplog, monkeypatch, tmp_path):
-    import llamavid.demo
+    import llamavid.toy.demo
     from llamavid.serve.loading import TINY_NAME, default_engine
 
-    monkeypatch.setattr(llamavid.demo, "DEMO_MODEL", tmp_path / "no-demo-here")
+    monkeypatch.setattr(llamavid.toy.demo, "DEMO_MODEL", tmp_path / "no-demo-here")
     with caplog.at_level(logging.WARNING, logger="llamavid.serve"):
         engine, name = default_engine()
     assert name == TINY_NAME and "TINY RANDOM" in caplog.text
@@ -151,7 +151,7 @@ def test_bad_flags_are_refused_before_loading(capsys):
 
 def test_web_page_answers_movies_in_the_long_video_layout(engine, tmp_path):
     """A feature file picked on the page goes through the engine's movie prompt, streamed, follow-ups included."""
-    from llamavid.feature_files import FeatureFile, write_feature_file
+    from llamavid.inference.feature_files import FeatureFile, write_feature_file
     from llamavid.serve.web import WebChat
 
     width, patches = engine.config.vision_config.hidden_size, engine.config.num_patches

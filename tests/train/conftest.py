@@ -1,6 +1,6 @@
 import pytest
 
-from llamavid.conversation import LLAVA_SYSTEM, VICUNA_SYSTEM
+from llamavid.model.chat_templates import LLAVA_SYSTEM, VICUNA_SYSTEM
 
 CORPUS = [
     VICUNA_SYSTEM,
@@ -15,6 +15,6 @@ CORPUS = [
 @pytest.fixture(scope="session")
 def sp_tokenizer(tmp_path_factory):
     """A real sentencepiece BPE LLaMA tokenizer (legacy), trained in the test session."""
-    from llamavid.train.tiny import train_sentencepiece_llama_tokenizer
+    from llamavid.toy.tiny import train_sentencepiece_llama_tokenizer
 
     return train_sentencepiece_llama_tokenizer(CORPUS, 400, tmp_path_factory.mktemp("sp"))

@@ -16,10 +16,10 @@ STAGE2_STEPS = 75  # batch 16; with stage 1 and the direction step, sized from 5
 @pytest.mark.training
 def test_demo_recipe_learns_within_ten_minutes(tmp_path):
     pytest.importorskip("peft")
-    from llamavid.smollm2 import SmolLM2NotInstalled, gguf_path
+    from llamavid.toy.smollm2 import SmolLM2NotInstalled, gguf_path
+    from llamavid.toy.synthetic import SyntheticSettings, generate
     from llamavid.train.recipe import load_recipe
     from llamavid.train.run import run_recipe
-    from llamavid.train.synthetic import SyntheticSettings, generate
 
     try:
         gguf_path()

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
 @pytest.mark.training
 def test_tiny_llamavid_learns_synthetic_video_qa(tmp_path):
     from learn_synthetic import learn
-    from llamavid.train.synthetic import SyntheticSettings, generate
+    from llamavid.toy.synthetic import SyntheticSettings, generate
 
     torch.set_num_threads(1)
     generate(tmp_path / "data", SyntheticSettings(seed=0))

@@ -8,16 +8,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from llamavid.train.grounding import (
+from llamavid.toy.grounding import (
     GROUNDING_PREFIXES,
     GroundingData,
     grounding_pairs,
     referring_prompts,
     unnamed_prompts,
 )
+from llamavid.toy.synthetic import COLOURS, SHAPES
 from llamavid.train.recipe import recipe_from_dict
 from llamavid.train.run import run_recipe
-from llamavid.train.synthetic import COLOURS, SHAPES
 
 
 def _class(colour: str, shape: str) -> int:
@@ -87,7 +87,7 @@ def _recipe(data, out):
 
 @pytest.fixture(scope="module")
 def toy_data(tmp_path_factory):
-    from llamavid.train.synthetic import SyntheticSettings, generate
+    from llamavid.toy.synthetic import SyntheticSettings, generate
 
     out = tmp_path_factory.mktemp("stage0-synthetic")
     generate(out, SyntheticSettings(num_videos=16, heldout_videos=2, seed=4))
@@ -96,8 +96,8 @@ def toy_data(tmp_path_factory):
 
 def test_stage0_trains_the_tower_and_the_grounding_and_shares_its_frames(toy_data, tmp_path, monkeypatch):
     import llamavid.media
+    from llamavid.toy.stage0 import load_vision_tower
     from llamavid.train.run import build_model
-    from llamavid.train.stage0 import load_vision_tower
 
     decoded = []
     original = llamavid.media.load_video
@@ -130,7 +130,7 @@ def test_stage0_trains_the_tower_and_the_grounding_and_shares_its_frames(toy_dat
 def test_a_rerun_reuses_a_finished_stage0_with_the_same_settings_only(toy_data, tmp_path, monkeypatch):
     import copy
 
-    import llamavid.train.stage0 as stage0_module
+    import llamavid.toy.stage0 as stage0_module
 
     recipe = _recipe(toy_data, tmp_path)
     first = run_recipe(recipe)["stage0"]

@@ -13,7 +13,7 @@ from llamavid.train.run import run_recipe
 
 @pytest.fixture(scope="module")
 def toy_data(tmp_path_factory):
-    from llamavid.train.synthetic import SyntheticSettings, generate
+    from llamavid.toy.synthetic import SyntheticSettings, generate
 
     out = tmp_path_factory.mktemp("toy-synthetic")
     generate(out, SyntheticSettings(num_videos=16, heldout_videos=2, seed=3))
@@ -107,7 +107,7 @@ def test_checkpoints_of_other_settings_are_not_resumed(toy_data, tmp_path):
 
 
 def test_lora_stage_end_to_end(toy_data, tmp_path):
-    from llamavid.loading import load_model
+    from llamavid.inference.loading import load_model
 
     lora = {"preset": "stage2", "lora": {"rank": 4, "alpha": 8, "dropout": 0.0}}
     raw = toy_recipe(toy_data, tmp_path / "run", stage2=lora, learning_rate=5e-3)

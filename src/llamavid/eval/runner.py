@@ -10,7 +10,7 @@
   check that nothing is missing or duplicated. Under `accelerate launch` the rank and world size come from the
   environment.
 * Video features are cached on disk, keyed by file content, sampling settings and the vision tower's weights
-  (`llamavid.features`), so another run on the same videos skips decoding and the vision tower.
+  (`llamavid.inference.features`), so another run on the same videos skips decoding and the vision tower.
 """
 
 from __future__ import annotations
@@ -108,8 +108,8 @@ class AnswerGenerator:
     """Model + processor -> answers for batches of items. Knows nothing about benchmarks."""
 
     def __init__(self, model, processor, feature_cache_dir: Path | None = None):
-        from llamavid.engine import ChatEngine
-        from llamavid.features import FeatureCache
+        from llamavid.inference.engine import ChatEngine
+        from llamavid.inference.features import FeatureCache
 
         self.model = model
         self.processor = processor

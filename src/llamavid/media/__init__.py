@@ -6,6 +6,7 @@ reason. See :func:`load_image`, :func:`load_video`, :func:`load_subtitles` and
 :func:`align_subtitles`.
 """
 
+from .clip import VideoClip, resized_shape
 from .errors import (
     CorruptMediaError,
     EmptyMediaError,
@@ -20,7 +21,7 @@ from .frames import natural_key
 from .images import load_image, to_rgb
 from .sampling import original_indices, uniform_indices
 from .subtitles import Subtitle, align_subtitles, load_subtitles, parse_srt, parse_vtt
-from .video import VideoClip, load_video, resized_shape
+from .video import load_video
 
 __all__ = [
     "CorruptMediaError",

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageSequence
 
+from .clip import VideoClip, resized_shape
 from .errors import CorruptMediaError, EmptyMediaError, MediaError, MediaTooLargeError
 from .images import check_dimensions, load_image, to_rgb
 from .sampling import Selector, uniform_times
@@ -87,8 +88,6 @@ def _select(times: np.ndarray, duration: float, fps, num_frames, max_frames) -> 
 
 
 def _clip(images, times, indices, duration, native_fps, codec, source, size, total):
-    from .video import VideoClip, resized_shape
-
     width, height = images[0].size
     out = resized_shape(width, height, size)
     # Frames of one clip share a size: later frames of another size are fitted to the first.

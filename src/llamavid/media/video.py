@@ -32,12 +32,14 @@ import logging
 import math
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
 
+from . import frames as frame_sources
+from .clip import VideoClip, resized_shape
 from .errors import (
     CorruptMediaError,
     EmptyMediaError,
@@ -52,7 +54,7 @@ from .images import check_dimensions
 from .progress import make_progress
 from .sampling import Selector, fps_step, original_indices, uniform_indices, uniform_times
 
-__all__ = ["VideoClip", "load_video", "resized_shape"]
+__all__ = ["VideoClip", "load_video", "resized_shape"]  # the first and last live in .clip
 
 logger = logging.getLogger(__name__)
 
@@ -70,50 +72,6 @@ MAX_OUTPUT_BYTES = 32 << 30
 
 # First bytes of containers we can recognise, to tell "damaged video" from "not a video".
 _CONTAINER_MAGIC = (b"\x1a\x45\xdf\xa3", b"RIFF", b"FLV", b"OggS", b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3")
-
-
-@dataclass
-class VideoClip:
-    """Sampled frames and what we know about their source.
-
-    ``frames`` is ``uint8 (T, H, W, 3)`` RGB, upright. ``timestamps`` are seconds from the
-    start of the video stream (``float64 (T,)``); ``indices`` the frame numbers in the
-    source, exact when decoded sequentially and derived from time after a seek or in
-    approximate mode. ``width``/``height`` are the source's display size (after rotation).
-    """
-
-    frames: np.ndarray
-    timestamps: np.ndarray
-    indices: np.ndarray
-    duration: float
-    native_fps: float
-    width: int
-    height: int
-    codec: str
-    num_source_frames: int | None = None
-    rotation: int = 0
-    source: str | None = None
-    approximate: bool = False
-    #: container format and pixel format, for logs and debugging
-    extra: dict = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return int(self.frames.shape[0])
-
-
-def resized_shape(width: int, height: int, size: int | None) -> tuple[int, int]:
-    """``(width, height)`` with the shortest edge scaled to ``size``, aspect kept.
-
-    Same arithmetic as transformers' CLIP resize (``int(size * long / short)``), so the
-    processor's own resize afterwards is a no-op and only its centre crop remains.
-    """
-    if size is None:
-        return width, height
-    if size <= 0:
-        raise ValueError(f"size must be positive, got {size}")
-    if width <= height:
-        return size, max(1, int(size * height / width))
-    return max(1, int(size * width / height)), size
 
 
 def load_video(
@@ -149,7 +107,6 @@ def load_video(
     p = Path(os.fspath(path)).expanduser()
     if not p.exists():
         raise MediaNotFoundError(os.fspath(path), "no such file or folder")
-    from . import frames as frame_sources  # deferred: keeps the module import graph one-way
 
     if p.is_dir():
         return frame_sources.load_frame_folder(p, fps, num_frames, max_frames, size, frame_rate=folder_fps)

@@ -1,6 +1,6 @@
 """Which engine `llamavid serve` runs: a model folder, or the bundled demo model.
 
-Without `--model` the server runs the demo model (`llamavid.demo`). Where it cannot load (SmolLM2 not
+Without `--model` the server runs the demo model (`llamavid.toy.demo`). Where it cannot load (SmolLM2 not
 installed, or a checkout without the demo weights), `default_engine` falls back to a tiny random model, loudly,
 so that the server, the API and the web page can still be tried.
 """
@@ -17,7 +17,7 @@ DEMO_NAME = "llamavid-demo"
 
 def default_engine(**engine_options):
     """(engine, model id) for a server started without --model."""
-    from ..demo import DemoUnavailable, load_demo_engine
+    from ..toy.demo import DemoUnavailable, load_demo_engine
 
     try:
         return load_demo_engine(**engine_options), DEMO_NAME
@@ -27,7 +27,7 @@ def default_engine(**engine_options):
 
 
 def tiny_random_engine(**engine_options):
-    from ..engine import ChatEngine
+    from ..inference.engine import ChatEngine
     from ..testing import tiny_model_and_processor
 
     logger.warning(

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from ..engine import MediaFeatures
-from ..features import cache_key
+from ..inference.engine import MediaFeatures
+from ..inference.features import cache_key
 from ..media import MediaError, load_image, load_video
 from .errors import APIError
 from .schemas import MediaRef
@@ -195,7 +195,7 @@ class MediaEncoder:
         }
 
     def _decode(self, data: bytes | Path, ref: MediaRef, settings: dict) -> tuple[torch.Tensor, list[float]]:
-        from ..processing import Video
+        from ..model.processing import Video
 
         processor = self.engine.processor
         try:
@@ -226,7 +226,7 @@ class MediaEncoder:
 
     def encode_frames(self, frames) -> MediaFeatures:
         """A frame array (T, H, W, 3) held in memory (the web page's bundled sample)."""
-        from ..processing import Video
+        from ..model.processing import Video
 
         with self._lock:
             return MediaFeatures(

@@ -1,15 +1,15 @@
-"""The server's view of the chat layout (`llamavid.layout`): the same samples, with layout errors turned into
+"""The server's view of the chat layout (`llamavid.inference.inputs`): the same samples, with layout errors turned into
 the API's 400 responses."""
 
 from __future__ import annotations
 
-from ..layout import ContextLengthError, Sample, Turn, collate
-from ..layout import build_sample as _build_sample
+from ..inference.inputs import ContextLengthError, Sample, Turn, collate
+from ..inference.inputs import build_sample as _build_sample
 from .errors import APIError
 
 
 def build_sample(engine, turns: list[Turn], system: str | None = None, template: str | None = None) -> Sample:
-    """`llamavid.layout.build_sample`, raising APIError (400) for prompts that do not fit or cannot mix."""
+    """`llamavid.inference.inputs.build_sample`, raising APIError (400) for prompts that do not fit or cannot mix."""
     try:
         return _build_sample(engine, turns, system, template)
     except ContextLengthError as error:

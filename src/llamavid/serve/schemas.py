@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..layout import Turn
+from ..inference.inputs import Turn
 from .errors import APIError
 
 MEDIA_PART_TYPES = {"image_url": "image", "video_url": "video"}

@@ -18,7 +18,7 @@ import queue
 import uuid
 from pathlib import Path
 
-from ..feature_files import FeatureFile
+from ..inference.feature_files import FeatureFile
 from .errors import APIError
 from .prompts import build_sample
 from .schemas import MediaRef, Turn
@@ -113,7 +113,7 @@ class WebChat:
         """A movie feature file: answered in the released long-video layout (subtitles between the frames)."""
         import gradio as gr
 
-        from ..feature_files import FeatureFileError
+        from ..inference.feature_files import FeatureFileError
 
         if not path:
             raise gr.Error("Nothing was uploaded")
@@ -127,7 +127,7 @@ class WebChat:
         """Movies go through the engine's long-video prompt, one conversation at a time (no batching)."""
         import gradio as gr
 
-        from ..engine import GenerationSettings
+        from ..inference.engine import GenerationSettings
 
         messages = [(m["role"], _text(m["content"])) for m in history if m["role"] in ("user", "assistant")]
         messages.append(("user", question))
@@ -144,7 +144,7 @@ class WebChat:
             raise gr.Error(str(error)) from None
 
     def use_sample(self):
-        from ..demo import moving_shapes_video
+        from ..toy.demo import moving_shapes_video
 
         return self._picked(self.server.media.encode_frames(moving_shapes_video(8, size=64)), "the sample video")
 

@@ -25,8 +25,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..conversation import IMAGE_PLACEHOLDER
-from ..processing import pad_colour, pad_to_square
+from ..model.chat_templates import IMAGE_PLACEHOLDER
+from ..model.processing import pad_colour, pad_to_square
 from .preprocess import preprocess
 
 logger = logging.getLogger(__name__)

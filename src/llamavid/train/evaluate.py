@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..conversation import IMAGE_PLACEHOLDER
+from ..model.chat_templates import IMAGE_PLACEHOLDER
 
 
 def first_word(text: str) -> str:
@@ -25,7 +25,7 @@ def evaluate_records(
     `one_word_rate`: the share of answers that are one word (meaningful when `max_new_tokens` leaves room for
     more)."""
     from ..media import load_video
-    from ..processing import Video
+    from ..model.processing import Video
     from .preprocess import qformer_prompt
 
     model.eval()

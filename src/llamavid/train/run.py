@@ -26,7 +26,7 @@ def _corpus(recipe: Recipe) -> list[str]:
     """Tokenizer training text for tiny models: every record rendered as its stage's template renders it (the
     system prompt and role names as often as training sees them, so BPE merges them into few tokens) and the
     raw messages, plus every template's fixed text."""
-    from ..conversation import TEMPLATES
+    from ..model.chat_templates import TEMPLATES
     from .data import read_records
 
     lines = [t.system for t in TEMPLATES.values() if t.system] + ["USER: ASSISTANT: </s>"]
@@ -43,16 +43,16 @@ def _corpus(recipe: Recipe) -> list[str]:
 
 def build_model(source: ModelSource, recipe: Recipe):
     """(model, processor) to start from."""
-    from ..processing import LlamaVidProcessor
-    from .tiny import tiny_llamavid_config, train_qformer_tokenizer, train_sentencepiece_llama_tokenizer
+    from ..model.processing import LlamaVidProcessor
+    from ..toy.tiny import tiny_llamavid_config, train_qformer_tokenizer, train_sentencepiece_llama_tokenizer
 
     torch.manual_seed(recipe.seed)
     if source.path:
-        from ..loading import load_model
+        from ..inference.loading import load_model
 
         model, processor = load_model(source.path, device="cpu", dtype="float32")
     elif source.tiny is not None:
-        from ..modeling import LlamaVidForConditionalGeneration
+        from ..model.modeling import LlamaVidForConditionalGeneration
         from ..testing import tiny_image_processor
 
         settings = dict(source.tiny)
@@ -61,7 +61,7 @@ def build_model(source: ModelSource, recipe: Recipe):
         qformer_tokenizer = train_qformer_tokenizer(corpus, Path(recipe.output_dir) / "qformer_tokenizer")
         llm = None
         if source.llm:  # a real LLM under toy-sized vision parts
-            from ..loading import load_llm
+            from ..inference.loading import load_llm
 
             llm, tokenizer = load_llm(source.llm)
             settings = {k: v for k, v in settings.items() if not k.startswith("text_")}
@@ -81,7 +81,7 @@ def build_model(source: ModelSource, recipe: Recipe):
     else:
         model, processor = _compose(source)
     if source.vision_tower:
-        from .stage0 import load_vision_tower
+        from ..toy.stage0 import load_vision_tower
 
         load_vision_tower(model, source.vision_tower)
     if source.reset_projectors:
@@ -119,10 +119,10 @@ def _reset_projectors(model, names: tuple[str, ...] = PROJECTORS) -> None:
 
 def _compose(source: ModelSource):
     """An HF LLM under the vision tower and Q-Former of a llamavid folder (stages 1-2 of the releases)."""
-    from ..configuration import LlamaVidConfig
-    from ..loading import load_llm, load_model
-    from ..modeling import LlamaVidForConditionalGeneration
-    from ..processing import LlamaVidProcessor
+    from ..inference.loading import load_llm, load_model
+    from ..model.configuration import LlamaVidConfig
+    from ..model.modeling import LlamaVidForConditionalGeneration
+    from ..model.processing import LlamaVidProcessor
 
     visual, visual_processor = load_model(source.visual_from, device="cpu", dtype="float32")
     llm, tokenizer = load_llm(source.llm)
@@ -242,7 +242,7 @@ def run_stage(
         "losses": [e["loss"] for e in trainer.state.log_history if "loss" in e],
     }
     if run.stage.lora is not None and not run.stage.merge_lora:
-        from ..loading import save_adapter_model
+        from ..inference.loading import save_adapter_model
 
         save_adapter_model(model, processor, output_dir)
     else:
@@ -321,7 +321,7 @@ def run_recipe(recipe: Recipe, only: str | None = None) -> dict:
     figures: dict = {"recipe": recipe.name}
     media_cache: dict = {}  # decoded media (and frozen-tower features), shared by stage 0 and the stages
     if recipe.stage0 is not None and only in (None, "stage0"):
-        from .stage0 import finished_stage0, load_vision_tower, pretrain_vision
+        from ..toy.stage0 import finished_stage0, load_vision_tower, pretrain_vision
 
         done = finished_stage0(out / "stage0", recipe.stage0, model.config) if only is None else None
         if done is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Parameter-name prefixes of the model's parts (see llamavid.modeling).
+# Parameter-name prefixes of the model's parts (see llamavid.model.modeling).
 QFORMER_PARTS = (
     "token_generator.qformer.",
     "token_generator.query_tokens",
@@ -66,7 +66,7 @@ class StageSettings:
     """Save only `token_generator.*` (the original's `mm_projector.bin`), as stage 1 does."""
     merge_lora: bool = True
     """Merge the LoRA into the LLM after the stage; false keeps it separate and saves the model without the LLM's
-    weights (`llamavid.loading.save_adapter_model`; needs `model.config.base_llm`)."""
+    weights (`llamavid.inference.loading.save_adapter_model`; needs `model.config.base_llm`)."""
 
     def __post_init__(self):
         if isinstance(self.lora, dict):

@@ -61,7 +61,7 @@ def train_qformer_tokenizer(corpus: Iterable[str], directory=None):
     (plus single letters and `##` suffix letters for unseen words), so a prompt costs one id a word."""
     import re
 
-    from ..processing import build_qformer_tokenizer
+    from ..model.processing import build_qformer_tokenizer
 
     words = sorted({w for line in corpus for w in re.findall(r"[a-z0-9]+|[^\sa-z0-9]", line.lower())})
     letters = "abcdefghijklmnopqrstuvwxyz0123456789"

@@ -10,7 +10,7 @@ def _train(args: argparse.Namespace) -> int:
     """Train LLaMA-VID from a recipe: `llamavid train RECIPE.yaml [key=value ...]` (see docs/training.md)."""
     import logging
 
-    from .recipe import load_recipe
+    from ..train.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     if args.dry_run:
@@ -26,7 +26,7 @@ def _train(args: argparse.Namespace) -> int:
         )
         return 0
     logging.getLogger("llamavid").setLevel(logging.INFO)
-    from .run import run_recipe
+    from ..train.run import run_recipe
 
     figures = run_recipe(recipe, only=args.only)
     print(json.dumps(figures, default=str))
@@ -35,7 +35,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _make_synthetic(args: argparse.Namespace) -> int:
     """Write the moving-shapes video QA set (LLaVA-format JSON + videos) for training and evaluation."""
-    from .synthetic import SyntheticSettings, generate
+    from ..toy.synthetic import SyntheticSettings, generate
 
     meta = generate(
         args.out, SyntheticSettings(num_videos=args.videos, heldout_videos=args.heldout, seed=args.seed)
@@ -46,7 +46,7 @@ def _make_synthetic(args: argparse.Namespace) -> int:
 
 
 def register(commands) -> None:
-    from .synthetic import SyntheticSettings
+    from ..toy.synthetic import SyntheticSettings
 
     train = commands.add_parser("train", help=_train.__doc__, description=_train.__doc__)
     train.add_argument("recipe", help="recipe YAML (recipes/ has one per released model)")

@@ -8,17 +8,17 @@ import os
 import sys
 from pathlib import Path
 
-from . import BENCHMARK_NAMES
+from ..eval import BENCHMARK_NAMES
 
 VCG_ASPECT_NAMES = tuple(f"vcgbench-{a}" for a in ("correctness", "detail", "context", "temporal", "consistency"))
 
 
 def _run(args: argparse.Namespace) -> int:
     """Generate answers for a benchmark (or `all`, with --data holding one folder per benchmark name)."""
-    from llamavid.loading import load_model
+    from llamavid.inference.loading import load_model
 
-    from . import get_benchmark
-    from .runner import AnswerGenerator, RunSettings, run_benchmark
+    from ..eval import get_benchmark
+    from ..eval.runner import AnswerGenerator, RunSettings, run_benchmark
 
     num_shards, shard_index = args.num_shards, args.shard_index
     if num_shards is None:  # accelerate launch / torchrun: one shard per process
@@ -56,9 +56,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def _score(args: argparse.Namespace) -> int:
     """Score an answers file with the benchmark's official rules (a video benchmark through an LLM judge)."""
-    from . import get_benchmark
-    from .data import read_predictions
-    from .prompts import load_prompts
+    from ..eval import get_benchmark
+    from ..eval.data import read_predictions
+    from ..eval.prompts import load_prompts
 
     name = args.benchmark
     aspects = None
@@ -93,7 +93,7 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _make_judge(args: argparse.Namespace, answers: Path):
-    from .judge import Judge, JudgeSettings
+    from ..eval.judge import Judge, JudgeSettings
 
     if not args.judge_base_url or not args.judge_model:
         raise ValueError("video benchmarks are scored by an LLM judge: give --judge-base-url and --judge-model")
@@ -113,7 +113,7 @@ def _make_judge(args: argparse.Namespace, answers: Path):
 
 def _merge(args: argparse.Namespace) -> int:
     """Merge the shard files of a sharded run, checking that no question is missing or answered twice."""
-    from .runner import merge_shards
+    from ..eval.runner import merge_shards
 
     path, count = merge_shards(Path(args.out), args.benchmark)
     print(f"{args.benchmark}: {count} answers merged into {path}")

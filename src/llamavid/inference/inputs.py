@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .conversation import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, get_template
+from ..model.chat_templates import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, get_template
 
 
 class ContextLengthError(ValueError):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"  # package data: llamavid/data
 DEMO_MODEL = DATA / "demo_model"
 SAMPLE_VIDEOS = DATA / "demo_videos"
 
@@ -29,9 +29,9 @@ class DemoUnavailable(RuntimeError):
 
 def load_demo_engine(device: str = "cpu", dtype: str | None = "float32", cache_dir=None, **options):
     """A `ChatEngine` on the bundled demo model."""
-    from .engine import ChatEngine
-    from .features import FeatureCache
-    from .loading import load_model
+    from ..inference.engine import ChatEngine
+    from ..inference.features import FeatureCache
+    from ..inference.loading import load_model
     from .smollm2 import SmolLM2NotInstalled
 
     if not (DEMO_MODEL / "config.json").is_file():
@@ -83,7 +83,7 @@ def run_demo(engine, video=None, prompts: list[str] | None = None, out=None) -> 
 
 def interactive(engine, video=None, read=input, out=None) -> None:
     """Questions from the keyboard about one video (`/video PATH` changes it, `/text` drops it, `/exit`)."""
-    from .media import MediaError
+    from ..media import MediaError
 
     out = out or sys.stdout
     if video is None:

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-from .media.errors import MediaError
+from ..media.errors import MediaError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     FileNotFoundError,
@@ -27,8 +27,8 @@ def _convert(args: argparse.Namespace) -> int:
     """Convert a released LLaMA-VID model folder (+ EVA-ViT-G and BERT vocab) into a llamavid folder."""
     import torch
 
-    from .convert import ArchitectureHints, convert_checkpoint
-    from .loading import resolve_dtype
+    from ..inference.loading import resolve_dtype
+    from ..model.convert import ArchitectureHints, convert_checkpoint
 
     dtype = None if args.dtype == "keep" else resolve_dtype(args.dtype, torch.device("cpu"))
     out = convert_checkpoint(
@@ -50,8 +50,8 @@ def _demo(args: argparse.Namespace) -> int:
     """Chat about a short synthetic video with the bundled demo model (SmolLM2 + a toy vision side), offline."""
     from pathlib import Path
 
-    from .demo import DemoUnavailable, interactive, load_demo_engine, run_demo
-    from .media import MediaError
+    from ..media import MediaError
+    from ..toy.demo import DemoUnavailable, interactive, load_demo_engine, run_demo
 
     if args.video is not None and not Path(args.video).is_file():
         print(f"error: no such video: {args.video}", file=sys.stderr)
@@ -88,11 +88,11 @@ def _demo_and_exit(args: argparse.Namespace) -> int:
 # `run` set to a function of the parsed arguments. Imported only to build the parser (their heavy imports stay
 # inside `run`).
 COMMAND_MODULES: tuple[str, ...] = (
-    "llamavid.chat_cli",
-    "llamavid.extract",
-    "llamavid.eval.cli",
-    "llamavid.serve.cli",
-    "llamavid.train.cli",
+    "llamavid.cli.chat",
+    "llamavid.cli.extract",
+    "llamavid.cli.eval",
+    "llamavid.cli.serve",
+    "llamavid.cli.train",
 )
 
 

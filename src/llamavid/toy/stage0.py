@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .settings_record import changed_settings, field_defaults, settings_json
+from ..train.settings_record import changed_settings, field_defaults, settings_json
 from .synthetic import COLOURS, SHAPES, ShapeTrack, SyntheticSettings, render_frame, track_position
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class Stage0Settings:
     tower learns to call every patch background first."""
     seed: int = 0
     grounding_steps: int = 0
-    """Steps of Q-Former grounding after the tower (`llamavid.train.grounding`); 0 leaves the Q-Former as is."""
+    """Steps of Q-Former grounding after the tower (`llamavid.toy.grounding`); 0 leaves the Q-Former as is."""
     grounding_batch_size: int = 64
     grounding_learning_rate: float = 2e-3
     grounding_warmup_steps: int = 20
@@ -117,7 +117,7 @@ def load_frames(
     from PIL import Image
 
     from ..media import load_video
-    from .data import decoded_key
+    from ..train.data import decoded_key
 
     meta = json.loads((data_dir / "meta.json").read_text())
     settings = SyntheticSettings(**meta["settings"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .settings import MB
+from ..serve.settings import MB
 
 
 def register(commands) -> None:
@@ -38,7 +38,7 @@ def register(commands) -> None:
 
 
 def settings_from_args(args: argparse.Namespace, model_name: str):
-    from .settings import ServeSettings
+    from ..serve.settings import ServeSettings
 
     return ServeSettings(
         model_name=args.served_model_name or model_name,
@@ -68,20 +68,20 @@ def run(args: argparse.Namespace) -> int:
     settings_from_args(args, "check")  # refuse bad flags before loading the model
     options = {"fps": args.fps, "max_frames": args.max_frames}
     if args.model:
-        from ..engine import ChatEngine
+        from ..inference.engine import ChatEngine
 
         engine = ChatEngine.from_pretrained(args.model, device=args.device, dtype=args.dtype,
                                             cache_dir=args.cache_dir, **options)
         name = Path(args.model).resolve().name
     else:
-        from .loading import default_engine
+        from ..serve.loading import default_engine
 
         engine, name = default_engine(**options)
     settings = settings_from_args(args, name)
 
     import uvicorn
 
-    from .app import create_app
+    from ..serve.app import create_app
 
     app = create_app(engine, settings)
     logging.getLogger("llamavid.serve").info(

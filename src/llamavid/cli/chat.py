@@ -46,8 +46,8 @@ def register(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Chat with a model about an image, a video, or just text."""
-    from .conversation import get_template
-    from .engine import ChatEngine, GenerationSettings
+    from ..inference.engine import ChatEngine, GenerationSettings
+    from ..model.chat_templates import get_template
 
     settings = GenerationSettings(args.temperature, args.top_p, args.max_new_tokens, args.seed)
     if args.template:
@@ -106,7 +106,7 @@ class Session:
         Path(path).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
 
     def interact(self) -> int:
-        from .cli import USER_ERRORS
+        from . import USER_ERRORS
 
         interactive = sys.stdin.isatty()
         if interactive:

