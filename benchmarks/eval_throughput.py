@@ -36,7 +36,7 @@ def answer_all(generator: AnswerGenerator, items: list, batch_size: int, max_new
     start = time.perf_counter()
     texts = []
     for offset in range(0, len(items), batch_size):
-        texts += generator.generate(items[offset : offset + batch_size], max_new_tokens, temperature=0.0)
+        texts += generator.answer(items[offset : offset + batch_size], max_new_tokens, temperature=0.0)
     return texts, time.perf_counter() - start
 
 

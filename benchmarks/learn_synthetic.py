@@ -1,4 +1,4 @@
-"""Learnability run of issue 11: stage 0 + stages 1-2 of recipes/tiny-synthetic.yaml on the synthetic set, then
+"""The learnability run: stage 0 + stages 1-2 of recipes/tiny-synthetic.yaml on the synthetic set, then
 held-out exact-match accuracy. Prints one JSON line. Seconds are process CPU seconds at `--threads` torch
 threads (`train_s`: stages 1 + 2, `stage0_s`: stage 0); `train_wall_s` is wall time on a possibly shared
 machine.
@@ -24,9 +24,9 @@ def learn(data: Path, out: Path, seed: int, stage1_steps: int | None = None, sta
     from llamavid.train.recipe import load_recipe
     from llamavid.train.run import run_recipe
 
-    overrides = [f"seed={seed}", f"output_dir={out}", f"stage0.data_dir={data}", f"stage0.seed={seed}",
+    overrides = [f"seed={seed}", f"output_dir={out}", f"prepare.stage0.data_dir={data}", f"prepare.stage0.seed={seed}",
                  f"evaluate.records={data / 'heldout.json'}", f"evaluate.video_folder={data / 'videos'}"]
-    for key, steps in (("stage0.steps", stage0_steps), ("stages.stage1.training.max_steps", stage1_steps),
+    for key, steps in (("prepare.stage0.steps", stage0_steps), ("stages.stage1.training.max_steps", stage1_steps),
                        ("stages.stage2.training.max_steps", stage2_steps)):
         if steps is not None:
             overrides.append(f"{key}={steps}")

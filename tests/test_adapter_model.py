@@ -1,10 +1,11 @@
 """A model folder that ships only the visual weights and a LoRA adapter on a named base LLM (the demo's format),
-and the adapter applied to visual turns only (`config.llm_adapter_visual_only`)."""
+and the adapter applied to visual turns only (`config.llm_adapter_visual_only`, routed by `VisualTurnRouting`)."""
 
 import numpy as np
 import pytest
 import torch
 
+from llamavid.inference.adapter_folder import VisualTurnRouting
 from llamavid.inference.loading import ModelLoadError, load_model, save_adapter_model
 from llamavid.model.processing import Video
 from llamavid.testing import tiny_model_and_processor
@@ -23,6 +24,7 @@ def adapted(tmp_path):
     model.config.llm_adapter_visual_only = True
     lora = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     model.language_model = peft.get_peft_model(model.language_model, lora)
+    VisualTurnRouting(model)  # what loading an adapter folder attaches
     return model.eval(), processor
 
 
@@ -72,7 +74,22 @@ def test_adapter_folder_round_trip(adapted, tmp_path):
     inputs = _inputs(processor, [True, False])
     with torch.no_grad():
         assert torch.equal(_generate(model, inputs), _generate(reloaded, _inputs(reprocessor, [True, False])))
-        assert torch.allclose(model(**inputs).logits, reloaded(**inputs).logits, atol=1e-6)
+        assert torch.allclose(model(**inputs).logits, reloaded(**inputs).logits, atol=1e-6)  # routed alike
+
+
+def test_forward_routes_the_rows_as_generate_does(adapted):
+    """A text-only row of a plain forward (no cache) runs the base LLM too, so scoring and generating agree."""
+    model, processor = adapted
+    inputs = _inputs(processor, [True, False])
+    with torch.no_grad():
+        routed = model(**inputs).logits
+        model.config.llm_adapter_visual_only = False
+        everywhere = model(**inputs).logits
+        with model.language_model.disable_adapter():
+            base = model(**inputs).logits
+    torch.testing.assert_close(routed[1], base[1])
+    torch.testing.assert_close(routed[0], everywhere[0])
+    assert not torch.allclose(routed[1], everywhere[1])
 
 
 def test_adapter_folder_missing_parts_is_a_clear_error(adapted, tmp_path):

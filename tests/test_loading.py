@@ -110,6 +110,6 @@ def test_a_folder_without_its_qformer_tokenizer_is_an_error_not_a_blank_tokenize
     shutil.copytree(saved, broken)
     for file in (broken / QFORMER_TOKENIZER_DIR).iterdir():
         file.unlink()
-    with pytest.raises(FileNotFoundError, match="no Q-Former tokenizer"):
+    with pytest.raises(ModelLoadError, match="no Q-Former tokenizer"):
         LlamaVidProcessor.from_pretrained(broken)
     assert LlamaVidProcessor.from_pretrained(saved).qformer_tokenizer.vocab_size > 5

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from llamavid.inference.engine import MOVIE_END, MOVIE_START, ChatEngine, ContextLengthError
+from llamavid.inference.engine import ChatEngine
 from llamavid.inference.extract import extract_all
 from llamavid.inference.feature_files import (
     FeatureFile,
@@ -17,6 +17,7 @@ from llamavid.inference.feature_files import (
     read_feature_file,
     write_feature_file,
 )
+from llamavid.inference.inputs import MOVIE_END, MOVIE_START, ContextLengthError
 from llamavid.testing import tiny_model_and_processor, write_test_video
 
 SRT = "1\n00:00:00,500 --> 00:00:01,500\nHello <i>there</i>.\n\n2\n00:00:03,000 --> 00:00:04,200\nGoodbye now.\n"
@@ -51,7 +52,7 @@ def videos(tmp_path_factory):
 
 
 def test_extraction_of_two_videos_with_subtitles(engine, videos, tmp_path):
-    results = list(extract_all(engine, videos, tmp_path, progress=False))
+    results = list(extract_all(engine.encoder, videos, tmp_path, progress=False))
     assert [(p.relative_to(tmp_path).as_posix(), s) for p, s in results] == [
         ("a.safetensors", "done"),
         ("sub/b.safetensors", "done"),
@@ -71,7 +72,7 @@ def test_extraction_of_two_videos_with_subtitles(engine, videos, tmp_path):
     clip = load_video(videos / "a.mp4", fps=1.0, size=engine.config.image_size)
     expected = engine.vision_features(engine.processor.preprocess(Video(clip.frames)))
     torch.testing.assert_close(a.features.float(), expected, atol=2e-3, rtol=2e-3)
-    assert [s for _, s in extract_all(engine, videos, tmp_path, progress=False)] == ["skipped", "skipped"]
+    assert [s for _, s in extract_all(engine.encoder, videos, tmp_path, progress=False)] == ["skipped", "skipped"]
 
 
 @pytest.mark.slow
@@ -164,7 +165,7 @@ def test_chat_over_a_twenty_minute_movie(engine, tmp_path):
     write_test_video(source / "movie.mp4", minutes * 60, fps=1, size=(32, 48))
     cues = [f"{i + 1}\n00:{i:02d}:30,000 --> 00:{i:02d}:33,000\nMinute {i} line.\n" for i in range(minutes)]
     (source / "movie.srt").write_text("\n".join(cues))
-    [(path, status)] = list(extract_all(engine, source, tmp_path / "features", progress=False))
+    [(path, status)] = list(extract_all(engine.encoder, source, tmp_path / "features", progress=False))
     movie = engine.encode_media(path)
     assert movie.num_frames == minutes * 60
     assert sum(len(lines) for lines in movie.subtitles) == minutes
@@ -180,7 +181,7 @@ def test_chat_over_a_twenty_minute_movie(engine, tmp_path):
 
 
 def test_movie_longer_than_the_context_says_how_many_frames_fit(engine):
-    with pytest.raises(ContextLengthError, match=r"about \d+ frames fit"):
+    with pytest.raises(ContextLengthError, match=r"5000 frames x [\d.]+ tokens .* use at most \d+ frames"):
         engine.build_inputs([("user", "Q?")], _movie(engine, 5000))
 
 
@@ -226,7 +227,7 @@ def test_processes_share_the_videos_without_overlap(engine, videos, tmp_path):
         [
             p.relative_to(tmp_path / str(i)).as_posix()
             for p, _ in extract_all(
-                engine, videos, tmp_path / str(i), process_index=i, num_processes=2, progress=False
+                engine.encoder, videos, tmp_path / str(i), process_index=i, num_processes=2, progress=False
             )
         ]
         for i in range(2)

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import logging
 import queue
-from types import SimpleNamespace
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from llamavid.cli import build_parser
-from llamavid.inference.engine import ChatEngine, MediaFeatures
+from llamavid.inference.encoder import MediaFeatures
+from llamavid.inference.engine import ChatEngine
+from llamavid.inference.settings import GenerationSettings
 from llamavid.serve.errors import APIError
-from llamavid.serve.prompts import build_sample
-from llamavid.serve.scheduler import BatchScheduler, Job
 from llamavid.serve.schemas import Turn, parse_chat_request
+from llamavid.serve.server import Server
+from llamavid.serve.settings import ServeSettings
 from llamavid.testing import tiny_model_and_processor
 
 
@@ -26,15 +27,20 @@ def engine():
     return ChatEngine(model, processor)
 
 
-def run_jobs(scheduler, samples, max_tokens=6):
+@pytest.fixture
+def server(engine):
+    server = Server(engine, ServeSettings(max_batch_size=8, batch_wait_ms=100, web=False))
+    yield server
+    server.close()
+
+
+def run_jobs(server, samples, max_tokens=6):
     """Submit samples together; return each one's (text, finish_reason, batch size)."""
     sinks = [queue.Queue() for _ in samples]
-    jobs = [
-        Job(s, max_tokens, lambda kind, value, q=q: q.put((kind, value)), stop=s.stop)
+    jobs = [  # within the scheduler's 100 ms wait for company
+        server.submit(s, GenerationSettings(), lambda kind, value, q=q: q.put((kind, value)), max_tokens)
         for s, q in zip(samples, sinks, strict=True)
     ]
-    for job in jobs:
-        scheduler.submit(job)
     results = []
     for job, sink in zip(jobs, sinks, strict=True):
         text = ""
@@ -50,50 +56,44 @@ def run_jobs(scheduler, samples, max_tokens=6):
     return results
 
 
-def test_feature_files_batch_apart_from_decoded_media(engine, tmp_path):
+def test_feature_files_batch_apart_from_decoded_media(engine, server):
     width = engine.config.vision_config.hidden_size
     patches = engine.model.vision_tower.model.embeddings.num_patches
     # long-video features: patch tokens only, as the Q-Former sees them in the original's movie mode
-    movie = MediaFeatures(torch.randn(5, patches, width), is_video=True, include_cls=False)
+    movie = MediaFeatures(torch.randn(5, patches, width), "movie", include_cls=False, subtitles=[[]] * 5)
     assert movie.include_cls is False and movie.num_frames == 5
     frames = engine.encode_media(torch.randint(0, 255, (3, 20, 20, 3), dtype=torch.uint8).numpy())
     samples = [
-        build_sample(engine, [Turn("user", "What happens?", [movie])]),
-        build_sample(engine, [Turn("user", "What happens?", [frames])]),
-        build_sample(engine, [Turn("user", "Just text.")]),
+        server.sample([Turn("user", "What happens?", [movie])]),
+        server.sample([Turn("user", "What happens?", [frames])]),
+        server.sample([Turn("user", "Just text.")]),
     ]
-    scheduler = BatchScheduler(engine, max_batch_size=8, batch_wait_ms=100)
-    try:
-        results = run_jobs(scheduler, samples)
-    finally:
-        scheduler.close()
+    results = run_jobs(server, samples)
     assert [r[1] for r in results] == ["length"] * 3
     assert (
         results[0][2] == 2 and results[1][2] == 1
     )  # the movie and the text share a batch; CLS features wait
     with pytest.raises(APIError, match="cannot be mixed"):
-        build_sample(engine, [Turn("user", "Both?", [movie, frames])])
+        server.sample([Turn("user", "Both?", [movie, frames])])
 
 
-def test_bad_feature_files_are_one_line_errors(engine, tmp_path):
+def test_bad_feature_files_are_one_line_errors(server, tmp_path):
     import gradio as gr
 
     from llamavid.serve.web import WebChat
 
     (tmp_path / "junk.safetensors").write_bytes(b"not safetensors")
     save_file({"other": torch.zeros(2)}, tmp_path / "empty.safetensors")
-    page = WebChat(SimpleNamespace(engine=engine))
+    page = WebChat(server)
     for name in ("junk", "empty"):
         with pytest.raises(gr.Error) as error:
             page.use_features(str(tmp_path / f"{name}.safetensors"))
         assert "\n" not in error.value.message
 
 
-def test_follow_up_turns_show_the_media_again(engine):
+def test_follow_up_turns_show_the_media_again(engine, server):
     frames = engine.encode_media(torch.randint(0, 255, (2, 20, 20, 3), dtype=torch.uint8).numpy())
-    sample = build_sample(
-        engine, [Turn("user", "First?", [frames]), Turn("assistant", "Yes."), Turn("user", "Second?")]
-    )
+    sample = server.sample([Turn("user", "First?", [frames]), Turn("assistant", "Yes."), Turn("user", "Second?")])
     assert sample.segments == [0, 0] and sample.prompts == ["First?", "Second?"] and len(sample.media) == 1
 
 
@@ -125,7 +125,7 @@ def test_request_parsing_reads_vllm_and_sglang_video_options():
 
 def test_default_engine_falls_back_to_a_tiny_model_with_a_warning(caplog, monkeypatch, tmp_path):
     import llamavid.toy.demo
-    from llamavid.serve.loading import TINY_NAME, default_engine
+    from llamavid.cli.serve import TINY_NAME, default_engine
 
     monkeypatch.setattr(llamavid.toy.demo, "DEMO_MODEL", tmp_path / "no-demo-here")
     with caplog.at_level(logging.WARNING, logger="llamavid.serve"):
@@ -149,8 +149,9 @@ def test_bad_flags_are_refused_before_loading(capsys):
     assert "--max-frames must be positive" in capsys.readouterr().err
 
 
-def test_web_page_answers_movies_in_the_long_video_layout(engine, tmp_path):
-    """A feature file picked on the page goes through the engine's movie prompt, streamed, follow-ups included."""
+def test_web_page_answers_movies_in_the_long_video_layout(engine, server, tmp_path):
+    """A feature file picked on the page is answered in the movie layout, through the scheduler, streamed,
+    follow-ups included."""
     from llamavid.inference.feature_files import FeatureFile, write_feature_file
     from llamavid.serve.web import WebChat
 
@@ -163,7 +164,7 @@ def test_web_page_answers_movies_in_the_long_video_layout(engine, tmp_path):
         {},
     )
     write_feature_file(tmp_path / "movie.safetensors", movie)
-    page = WebChat(SimpleNamespace(engine=engine))
+    page = WebChat(server)
     picked, history, status = page.use_features(str(tmp_path / "movie.safetensors"))
     assert "6 frames" in status and picked.num_frames == 6
     states = list(page.ask("Who says hello?", history, picked, 0.0, 1.0, 5))

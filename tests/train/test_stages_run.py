@@ -31,7 +31,7 @@ def toy_recipe(data, out, stage2: dict | None = None, **training) -> dict:
         "name": "toy",
         "seed": 0,
         "output_dir": str(out),
-        "model": {"tiny": {"vocab_size": 600, "image_size": 32, "patch_size": 8, "vision_width": 32,
+        "model": {"source": "tiny", "settings": {"vocab_size": 600, "image_size": 32, "patch_size": 8, "vision_width": 32,
                            "qformer_width": 32, "text_width": 32, "vision_layers": 1, "text_layers": 1}},
         "stages": [
             {"name": "stage1", "stage": {"preset": "stage1"}, "training": dict(args),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
+from ..errors import UsageError
 from ..eval import BENCHMARK_NAMES
 
 VCG_ASPECT_NAMES = tuple(f"vcgbench-{a}" for a in ("correctness", "detail", "context", "temporal", "consistency"))
@@ -42,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
     folders = {bench.name: Path(args.data) / bench.name if args.benchmark == "all" else Path(args.data) for bench in benches}
     for folder in folders.values():
         if not folder.is_dir():
-            raise FileNotFoundError(f"missing benchmark folder {folder}")
+            raise UsageError(f"missing benchmark folder {folder}")
     # read every question file first: a data mistake should not wait for a 7B model to load
     questions = {bench.name: bench.load(folders[bench.name], settings.split) for bench in benches}
     model, processor = load_model(args.model, device=args.device, dtype=args.dtype)
@@ -68,7 +68,7 @@ def _score(args: argparse.Namespace) -> int:
     predictions = []
     for path in args.answers:
         if not Path(path).is_file():
-            raise FileNotFoundError(f"missing answers file {path}")
+            raise UsageError(f"missing answers file {path}")
         predictions += read_predictions(Path(path))
     options = argparse.Namespace(
         split=args.split,
@@ -81,7 +81,7 @@ def _score(args: argparse.Namespace) -> int:
         progress=not args.json,
     )
     if bench.needs_data_to_score and args.data is None:
-        raise ValueError(f"scoring {bench.name} needs --data (the benchmark folder with the ground truth)")
+        raise UsageError(f"scoring {bench.name} needs --data (the benchmark folder with the ground truth)")
     result = bench.score(Path(args.data) if args.data else None, predictions, options)
     if options.judge is not None:
         result.setdefault("judge", {"requests": options.judge.requests_sent, "cache_hits": options.judge.cache_hits})
@@ -96,7 +96,7 @@ def _make_judge(args: argparse.Namespace, answers: Path):
     from ..eval.judge import Judge, JudgeSettings
 
     if not args.judge_base_url or not args.judge_model:
-        raise ValueError("video benchmarks are scored by an LLM judge: give --judge-base-url and --judge-model")
+        raise UsageError("video benchmarks are scored by an LLM judge: give --judge-base-url and --judge-model")
     cache = Path(args.judge_cache) if args.judge_cache else answers.with_name(answers.name + ".judge-cache")
     return Judge(
         JudgeSettings(
@@ -187,5 +187,3 @@ def register(commands) -> None:
     merge.set_defaults(run=_merge)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use `llamavid eval ...`")

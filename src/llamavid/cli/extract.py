@@ -27,11 +27,12 @@ def run(args: argparse.Namespace) -> int:
     """Extract vision features of videos for movie chat (resumable; data-parallel under accelerate launch)."""
     from accelerate import PartialState
 
+    from ..errors import UsageError
     from ..inference.engine import ChatEngine
     from ..inference.extract import extract_all
 
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     source, out_dir = Path(args.source), Path(args.out)
     state = PartialState()
     device = args.device if args.device != "auto" or state.num_processes == 1 else str(state.device)
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     progress = False if args.no_progress else None
     done = skipped = 0
     for path, status in extract_all(
-        engine,
+        engine.encoder,
         source,
         out_dir,
         Path(args.subtitles) if args.subtitles else None,

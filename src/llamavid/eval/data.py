@@ -13,8 +13,10 @@ import os
 import sys
 from pathlib import Path
 
+from ..errors import LlamaVidError
 
-class EvalDataError(ValueError):
+
+class EvalDataError(LlamaVidError, ValueError):
     """A benchmark file is missing or malformed; the message is one line naming the file."""
 
     def __init__(self, message: str):

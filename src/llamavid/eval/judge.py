@@ -25,8 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import LlamaVidError
 
-class JudgeError(RuntimeError):
+
+class JudgeError(LlamaVidError, RuntimeError):
     """The judge endpoint refused the requests (wrong URL, key or model): nothing can be scored."""
 
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -22,8 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
+from ..errors import UsageError
 from .base import Benchmark, Item, Media, llava_row, row_key
 from .data import EvalDataError
 
@@ -47,13 +47,13 @@ class RunSettings:
 
     def __post_init__(self):
         if self.batch_size < 1:
-            raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
+            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
-            raise ValueError(
+            raise UsageError(
                 f"--shard-index {self.shard_index} must lie in [0, --num-shards {self.num_shards})"
             )
         if self.greedy and self.temperature:
-            raise ValueError("--greedy and --temperature contradict each other; give one")
+            raise UsageError("--greedy and --temperature contradict each other; give one")
 
 
 def decoding(bench: Benchmark, settings: RunSettings) -> dict:
@@ -105,7 +105,8 @@ def recover(path: Path) -> list[dict]:
 
 
 class AnswerGenerator:
-    """Model + processor -> answers for batches of items. Knows nothing about benchmarks."""
+    """Model + processor -> answers for batches of items, through the engine's media encoder, prompt builder and
+    generator. Knows nothing about benchmarks."""
 
     def __init__(self, model, processor, feature_cache_dir: Path | None = None):
         from llamavid.inference.engine import ChatEngine
@@ -113,8 +114,7 @@ class AnswerGenerator:
 
         self.model = model
         self.processor = processor
-        # the chat engine's vision pass and feature cache; frames decoded at their own size, then resized by the
-        # image processor, as the original's evaluation did
+        # frames decoded at their own size, then resized by the image processor, as the original's evaluation did
         self.engine = ChatEngine(
             model,
             processor,
@@ -122,73 +122,43 @@ class AnswerGenerator:
             fps=FPS,
             decode_at_model_size=False,
         )
-        parameter = next(model.parameters())
-        self.device, self.dtype = parameter.device, parameter.dtype
 
-    # -- media -> vision features (F, 1 + N, V) ---------------------------------------------------------------
-
-    def features(self, media: Media) -> torch.Tensor:
+    def features(self, media: Media):
+        """The vision features of an item's medium (an image padded as the benchmark says)."""
         from llamavid.media import MediaError
 
-        if media.kind == "image":
-            return self.engine.vision_features(self._image_pixels(media))
-        if not Path(media.source).is_file():
-            raise EvalDataError(f"missing video {media.source}")
+        encoder = self.engine.encoder
+        source = media.source
+        if media.kind == "video" and not Path(source).is_file():
+            raise EvalDataError(f"missing video {source}")
+        if media.kind == "image" and isinstance(source, str) and not Path(source).is_file():
+            source = base64.b64decode(source)  # MMBench keeps its images inside the table
         try:
-            return self.engine.encode_media(media.source).features.to(self.device, self.dtype)
+            return encoder.encode(source, media.kind, encoder.with_sampling(pad=media.pad))
         except MediaError as error:
             raise EvalDataError(str(error)) from None
 
-    def _image_pixels(self, media: Media) -> torch.Tensor:
-        from llamavid.media import MediaError, load_image
+    def answer(self, items: list[Item], max_new_tokens: int, temperature: float, seed: int | None = None) -> list[list[str]]:
+        """Each item's answers (one per request), generated as one batch; the Q-Former sees each request's own
+        prompt, as in the original's scripts."""
+        from llamavid.inference.generation import GenerationSettings, Row
+        from llamavid.inference.inputs import Turn, build_sample, collate
+        from llamavid.model.chat_templates import IMAGE_PLACEHOLDER
 
-        try:
-            image = load_image(media.source)
-        except MediaError as error:
-            raise EvalDataError(str(error)) from None
-        if media.pad:
-            return self.processor.preprocess(image)
-        return self.processor.image_processor([image], return_tensors="pt")["pixel_values"]
-
-    # -- batch -> answers ---------------------------------------------------------------------------------------
-
-    def generate(self, items: list[Item], max_new_tokens: int, temperature: float) -> list[list[str]]:
-        features, frame_counts, sequences, prompts, segments = [], [], [], [], []
+        samples = []
         for item in items:
-            media_index = None
-            if item.media is not None:
-                feats = self.features(item.media)
-                media_index = len(features)
-                features.append(feats)
-                frame_counts.append(feats.shape[0])
+            media = [self.features(item.media)] if item.media is not None else []
             for request in item.requests:
-                text = self.processor.render_chat([("user", request.prompt)])
-                frames = [frame_counts[media_index]] if media_index is not None else []
-                sequences.append(self.processor.tokenize(text, frames))
-                if media_index is not None:
-                    prompts.append(request.qformer)
-                    segments.append(media_index)
-        inputs = {k: v.to(self.device) for k, v in self.processor.pad(sequences, "left").items()}
-        if features:
-            inputs["vision_features"] = torch.cat(features)
-            inputs["media_frame_counts"] = torch.tensor(frame_counts, dtype=torch.long, device=self.device)
-            ids, mask = self.processor.tokenize_qformer(prompts)
-            inputs["qformer_input_ids"], inputs["qformer_attention_mask"] = (
-                ids.to(self.device),
-                mask.to(self.device),
-            )
-            inputs["segment_media_index"] = torch.tensor(segments, dtype=torch.long, device=self.device)
-        sampling = (
-            {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-        )
-        tokenizer = self.processor.tokenizer
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        with torch.inference_mode():
-            output = self.model.generate(
-                **inputs, max_new_tokens=max_new_tokens, pad_token_id=pad_id, **sampling
-            )
-        new_tokens = output[:, inputs["input_ids"].shape[1] :]
-        texts = [clean_output(self.processor.decode(row)) for row in new_tokens]
+                # the builder puts the placeholder line back in front; the text after it stays as the script had it
+                text = request.prompt.removeprefix(IMAGE_PLACEHOLDER + "\n") if media else request.prompt
+                turn = Turn("user", text, media, qformer_prompt=request.qformer if media else None)
+                samples.append(build_sample(self.processor, [turn]))
+        # top_k 50: the original's scripts sample with transformers' default top-k
+        settings = GenerationSettings(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, top_k=50)
+        rows = [Row(max_new_tokens, sample.stop) for sample in samples]
+        inputs = collate(self.processor, samples, self.engine.device, self.engine.encoder.vision_dtype)
+        self.engine.generator.run(inputs, rows, settings)
+        texts = [clean_output(row.text) for row in rows]
         answers, cursor = [], 0
         for item in items:
             answers.append(texts[cursor : cursor + len(item.requests)])
@@ -246,9 +216,8 @@ def run_benchmark(
     with open(path, "a", encoding="utf-8") as handle:
         for start in range(0, len(todo), settings.batch_size):
             batch = todo[start : start + settings.batch_size]
-            if decode["temperature"] > 0:
-                torch.manual_seed(settings.seed + start)
-            texts = generator.generate(batch, decode["max_new_tokens"], decode["temperature"])
+            seed = settings.seed + start if decode["temperature"] > 0 else None
+            texts = generator.answer(batch, decode["max_new_tokens"], decode["temperature"], seed)
             lines = "".join(
                 json.dumps(_row(make_row, item, answer, settings.model_id)) + "\n"
                 for item, answer in zip(batch, texts, strict=True)

@@ -14,6 +14,9 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..errors import UsageError
+from .encoder import MediaEncoder
+
 VIDEO_SUFFIXES = {
     ".mp4",
     ".mkv",
@@ -71,7 +74,7 @@ def is_complete(path: Path) -> bool:
 
 
 def extract_video(
-    engine, video: Path, subtitles: Path | None, fps: float, batch_size: int, progress: bool | None
+    encoder: MediaEncoder, video: Path, subtitles: Path | None, fps: float, batch_size: int, progress: bool | None
 ):
     """FeatureFile of one video: frames at `fps`, vision features in batches (bounded memory for pixels)."""
     import torch
@@ -81,12 +84,12 @@ def extract_video(
     from ..model.processing import Video
     from .feature_files import FeatureFile
 
-    clip = load_video(video, fps=fps, size=engine.config.image_size, progress=progress)
+    clip = load_video(video, fps=fps, size=encoder.config.image_size, progress=progress)
     features = []
     bar = tqdm(total=len(clip), desc=video.name, unit="frame", disable=_quiet(progress), leave=False)
     for start in range(0, len(clip), batch_size):
-        pixels = engine.processor.preprocess(Video(clip.frames[start : start + batch_size]))
-        features.append(engine.vision_features(pixels).to("cpu", torch.float16))
+        pixels = encoder.processor.preprocess(Video(clip.frames[start : start + batch_size]))
+        features.append(encoder.vision_features(pixels).to("cpu", torch.float16))
         bar.update(pixels.shape[0])
     bar.close()
     lines = (
@@ -97,9 +100,9 @@ def extract_video(
     metadata = {
         "source": video.name,
         "fps": fps,
-        "vision_fingerprint": engine.fingerprint,
-        "vision_width": engine.config.vision_config.hidden_size,
-        "image_size": engine.config.image_size,
+        "vision_fingerprint": encoder.fingerprint,
+        "vision_width": encoder.config.vision_config.hidden_size,
+        "image_size": encoder.config.image_size,
         "subtitle_file": subtitles.name if subtitles else "",
     }
     return FeatureFile(torch.cat(features), [float(t) for t in clip.timestamps], lines, True, metadata)
@@ -115,7 +118,7 @@ def shard(items: list, index: int, count: int) -> list:
 
 
 def extract_all(
-    engine,
+    encoder: MediaEncoder,
     source: Path,
     out_dir: Path,
     subtitles: Path | None = None,
@@ -132,7 +135,7 @@ def extract_all(
 
     videos = shard(find_videos(source), process_index, num_processes)
     if subtitles is not None and len(videos) > 1:
-        raise ValueError(
+        raise UsageError(
             "--subtitles names one file: use it with a single video (or put .srt files beside each)"
         )
     for leftover in out_dir.rglob(".*.partial") if out_dir.is_dir() else []:
@@ -143,5 +146,5 @@ def extract_all(
             yield target, "skipped"
             continue
         subtitle_file = subtitles or subtitles_beside(video)
-        write_feature_file(target, extract_video(engine, video, subtitle_file, fps, batch_size, progress))
+        write_feature_file(target, extract_video(encoder, video, subtitle_file, fps, batch_size, progress))
         yield target, "done"

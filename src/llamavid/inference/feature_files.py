@@ -22,11 +22,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..errors import LlamaVidError
+
 FORMAT = "llamavid-features/1"
 METADATA_KEY = "llamavid"
 
 
-class FeatureFileError(ValueError):
+class FeatureFileError(LlamaVidError, ValueError):
     """A feature file that cannot be used: unreadable, or made by another vision tower."""
 
 
@@ -116,18 +118,30 @@ class _ArraysOnly(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a feature file")
 
 
-def read_original_pickle(path: str | os.PathLike) -> FeatureFile:
-    """The original's movie `.pkl` (spec 4.8): features with CLS, and `inputs`, one `<image>` per frame each
-    followed by that frame's subtitles. Its `'...'` are removed, as the original's loader did."""
+def load_original_pickle(path: str | os.PathLike) -> tuple[np.ndarray, str]:
+    """The two fields of the original's movie `.pkl`: features (T, 1 + N, V) with CLS, and `inputs`, one
+    `<image>` per frame each followed by that frame's subtitles. Read with an unpickler that can only rebuild
+    arrays (no code runs); the one reader of these files, for chat and for training."""
     try:
         with open(path, "rb") as handle:
             data = _ArraysOnly(io.BytesIO(handle.read())).load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError) as error:
+    except FileNotFoundError:
+        raise FeatureFileError(f"{path}: no such feature file") from None
+    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, IndexError) as error:
         raise FeatureFileError(f"{path}: not an original LLaMA-VID feature pickle ({error})") from None
     if not isinstance(data, dict) or "feats" not in data or "inputs" not in data:
         raise FeatureFileError(f"{path}: expected a dict with 'feats' and 'inputs'")
-    features = torch.from_numpy(np.ascontiguousarray(data["feats"]))
-    chunks = str(data["inputs"]).replace("...", "").split("<image>")
+    features = np.ascontiguousarray(data["feats"])
+    if features.ndim != 3:
+        raise FeatureFileError(f"{path}: 'feats' must be (frames, tokens, width), got {features.shape}")
+    return features, str(data["inputs"])
+
+
+def read_original_pickle(path: str | os.PathLike) -> FeatureFile:
+    """The original's movie `.pkl` as a FeatureFile; its `'...'` are removed, as the original's loader did."""
+    array, inputs = load_original_pickle(path)
+    features = torch.from_numpy(array)
+    chunks = inputs.replace("...", "").split("<image>")
     if len(chunks) - 1 != features.shape[0]:
         raise FeatureFileError(
             f"{path}: 'inputs' has {len(chunks) - 1} <image> markers for {features.shape[0]} frames of features"
@@ -140,6 +154,7 @@ def read_original_pickle(path: str | os.PathLike) -> FeatureFile:
 __all__ = [
     "FeatureFile",
     "FeatureFileError",
+    "load_original_pickle",
     "read_feature_file",
     "read_original_pickle",
     "write_feature_file",

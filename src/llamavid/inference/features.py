@@ -33,6 +33,17 @@ def file_digest(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def content_digest(source: bytes | str | os.PathLike) -> str:
+    """What a medium's features depend on besides sampling and tower: a file's (or received bytes') sha256, so
+    the same content is one cache entry whichever route it came by; a folder of frames by its path and time."""
+    if isinstance(source, bytes):
+        return hashlib.sha256(source).hexdigest()
+    path = Path(source)
+    if path.is_dir():
+        return f"dir:{path.resolve()}:{path.stat().st_mtime_ns}"
+    return file_digest(path)
+
+
 def vision_fingerprint(model, image_processor=None) -> str:
     """A digest of the vision tower's weights and the image processing settings: features made by another
     tower, or at another size, never match."""

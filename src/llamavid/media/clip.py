@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import UsageError
+
 __all__ = ["VideoClip", "resized_shape"]
 
 
@@ -48,7 +50,7 @@ def resized_shape(width: int, height: int, size: int | None) -> tuple[int, int]:
     if size is None:
         return width, height
     if size <= 0:
-        raise ValueError(f"size must be positive, got {size}")
+        raise UsageError(f"size must be positive, got {size}")
     if width <= height:
         return size, max(1, int(size * height / width))
     return max(1, int(size * width / height)), size

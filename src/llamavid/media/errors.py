@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+from ..errors import LlamaVidError
+
 __all__ = [
     "CorruptMediaError",
     "EmptyMediaError",
@@ -23,7 +25,7 @@ __all__ = [
 ]
 
 
-class MediaError(Exception):
+class MediaError(LlamaVidError):
     """Base class: a media source could not be loaded.
 
     ``path`` is the file, folder or URL (``None`` for in-memory data) and ``reason`` a

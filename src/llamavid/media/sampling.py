@@ -25,6 +25,8 @@ import math
 
 import numpy as np
 
+from ..errors import UsageError
+
 __all__ = ["Selector", "fps_step", "original_indices", "uniform_indices", "uniform_times"]
 
 #: Timestamp slack (seconds) when comparing frame times with targets: container time bases
@@ -35,7 +37,7 @@ TIME_TOLERANCE = 1e-3
 def fps_step(native_fps: float, fps: float) -> int:
     """The original's frame step ``round(native_fps / fps)``, but never below 1."""
     if not (fps > 0 and math.isfinite(fps)):
-        raise ValueError(f"fps must be a positive number, got {fps!r}")
+        raise UsageError(f"fps must be a positive number, got {fps!r}")
     return max(1, round(native_fps / fps))
 
 

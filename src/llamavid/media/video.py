@@ -38,6 +38,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ..errors import UsageError
 from . import frames as frame_sources
 from .clip import VideoClip, resized_shape
 from .errors import (
@@ -128,10 +129,10 @@ def _check_args(fps: float | None, num_frames: int | None, max_frames: int | Non
     if num_frames is None and fps is None:
         raise ValueError("give fps or num_frames")
     if num_frames is None and not (fps > 0 and math.isfinite(fps)):
-        raise ValueError(f"fps must be a positive number, got {fps!r}")
+        raise UsageError(f"fps must be a positive number, got {fps!r}")
     for name, value in (("num_frames", num_frames), ("max_frames", max_frames)):
         if value is not None and (int(value) != value or value < 1):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise UsageError(f"{name} must be a positive integer, got {value!r}")
 
 
 # --------------------------------------------------------------------------- PyAV path

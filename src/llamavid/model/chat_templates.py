@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import UsageError
+
 IMAGE_PLACEHOLDER = "<image>"
 VIDEO_PLACEHOLDER = "<video>"
 
@@ -126,7 +128,7 @@ def get_template(name: str) -> ChatTemplate:
     try:
         return TEMPLATES[name]
     except KeyError:
-        raise ValueError(
+        raise UsageError(
             f"Unknown chat template {name!r}; valid names: {', '.join(sorted(TEMPLATES))}"
         ) from None
 

@@ -23,7 +23,15 @@ from transformers.models.instructblip.configuration_instructblip import (
     InstructBlipVisionConfig,
 )
 
+from ..errors import LlamaVidError
+
 COMPRESS_MODES = ("none", "mean", "grid")
+
+
+class ConfigError(LlamaVidError, ValueError):
+    """A config value that cannot describe a model (from a config.json or a recipe's `model.config`)."""
+
+
 PROJECTOR_TYPES = ("linear", "mlp2x_gelu", "identity")
 
 
@@ -103,7 +111,7 @@ class LlamaVidConfig(PreTrainedConfig):
 
     def _check(self) -> None:
         def fail(field: str, problem: str) -> None:
-            raise ValueError(f"LlamaVidConfig.{field}: {problem}")
+            raise ConfigError(f"LlamaVidConfig.{field}: {problem}")
 
         if self.compress not in COMPRESS_MODES:
             fail("compress", f"{self.compress!r} is not one of {', '.join(COMPRESS_MODES)}")
@@ -175,5 +183,14 @@ class LlamaVidConfig(PreTrainedConfig):
         """One context token plus the content tokens: the one place this count is derived."""
         return 1 + self.content_tokens_per_frame
 
+    @property
+    def context_length(self) -> int:
+        """Positions the LLM can attend over: its position table, stretched by linear RoPE scaling (the
+        long-video release: 4096 x 16)."""
+        text = self.text_config
+        scaling = getattr(text, "rope_parameters", None) or {}
+        factor = scaling.get("factor", 1.0) if scaling.get("rope_type") == "linear" else 1.0
+        return int(text.max_position_embeddings * factor)
 
-__all__ = ["LlamaVidConfig", "COMPRESS_MODES", "PROJECTOR_TYPES"]
+
+__all__ = ["COMPRESS_MODES", "ConfigError", "LlamaVidConfig", "PROJECTOR_TYPES"]

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..errors import LlamaVidError
 from .configuration import LlamaVidConfig
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ EVA_G_WIDTH, EVA_G_BLOCKS_USED, EVA_G_HEADS = 1408, 39, 16
 BERT_BASE_WIDTH, BERT_BASE_HEADS = 768, 12
 
 
-class ConversionError(ValueError):
+class ConversionError(LlamaVidError, ValueError):
     """The inputs cannot be converted: the message names the files, keys or fields at fault."""
 
 

@@ -25,6 +25,7 @@ from transformers import AutoTokenizer, BatchFeature, BertTokenizer
 from transformers.models.bert.tokenization_bert import load_vocab
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
+from ..errors import ModelLoadError
 from .chat_templates import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, get_template
 from .configuration import LlamaVidConfig
 
@@ -61,7 +62,7 @@ def build_qformer_tokenizer(vocab_file: str | Path) -> BertTokenizer:
     truncation so that long prompts keep their end."""
     vocab = load_vocab(str(vocab_file))
     if not vocab:
-        raise ValueError(f"{vocab_file} is not a WordPiece vocabulary (one token a line)")
+        raise ModelLoadError(f"{vocab_file} is not a WordPiece vocabulary (one token a line)")
     tokenizer = BertTokenizer(vocab=dict(vocab), do_lower_case=True, truncation_side="left")
     tokenizer.add_special_tokens({"bos_token": QFORMER_BOS})
     return tokenizer
@@ -100,10 +101,11 @@ class LlamaVidProcessor:
 
     # -- images ----------------------------------------------------------------------------------------------
 
-    def preprocess(self, item) -> torch.Tensor:
-        """One media item -> pixels (F, 3, S, S): an image is padded per config, video frames never are."""
+    def preprocess(self, item, pad: bool | None = None) -> torch.Tensor:
+        """One media item -> pixels (F, 3, S, S): an image is padded to a square as `pad` says (default: the
+        config's `pad_to_square`), video frames never are."""
         frames, is_video = _as_frames(item)
-        if self.config.pad_to_square and not is_video:
+        if (self.config.pad_to_square if pad is None else pad) and not is_video:
             frames = [pad_to_square(frame, pad_colour(self.image_processor.image_mean)) for frame in frames]
         return self.image_processor(frames, return_tensors="pt")["pixel_values"]
 
@@ -122,9 +124,7 @@ class LlamaVidProcessor:
                 "were described"
             )
         if self.tokenizer is None:
-            raise ValueError(
-                "This processor has no LLM tokenizer; convert the model with its tokenizer files"
-            )
+            raise ModelLoadError("This processor has no LLM tokenizer; convert the model with its tokenizer files")
         bos = self.tokenizer.bos_token_id
         ids: list[int] = []
         for index, chunk in enumerate(chunks):
@@ -229,7 +229,7 @@ class LlamaVidProcessor:
         generation, right for training)."""
         if side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        pad_id = self.pad_token_id
         length = max(len(s) for s in sequences)
         ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
         mask = torch.zeros((len(sequences), length), dtype=torch.long)
@@ -238,6 +238,16 @@ class LlamaVidProcessor:
             ids[row, span] = torch.tensor(seq, dtype=torch.long)
             mask[row, span] = 1
         return {"input_ids": ids, "attention_mask": mask}
+
+    @property
+    def pad_token_id(self) -> int:
+        """What prompts are padded with, in the processor and in `generate`: the tokenizer's pad token, else its
+        EOS (transformers' own fallback), else 0. Padded positions are masked, so the choice never changes an
+        answer."""
+        for candidate in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id):
+            if candidate is not None:
+                return candidate
+        return 0
 
     def decode(self, ids, **kwargs) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True, **kwargs)
@@ -264,7 +274,7 @@ class LlamaVidProcessor:
         qformer_dir = directory / QFORMER_TOKENIZER_DIR
         if not any((qformer_dir / name).is_file() for name in ("tokenizer.json", "vocab.txt")):
             # transformers would quietly build a 5-word tokenizer from an empty folder: every prompt word [UNK]
-            raise FileNotFoundError(f"{qformer_dir}: no Q-Former tokenizer (tokenizer.json or vocab.txt) in the folder")
+            raise ModelLoadError(f"{qformer_dir}: no Q-Former tokenizer (tokenizer.json or vocab.txt) in the folder")
         qformer_tokenizer = BertTokenizer.from_pretrained(qformer_dir)
         return cls(image_processor, tokenizer, qformer_tokenizer, config)
 

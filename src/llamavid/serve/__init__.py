@@ -7,8 +7,10 @@ existing clients work unchanged, requests that arrive together are batched into 
 the Gradio page is mounted on the same app and goes through the same scheduler.
 
 Modules: `settings` (limits and switches), `errors` (the JSON error shape), `schemas` (request parsing and
-response bodies), `media` (URLs -> bytes -> cached vision features, with limits), `prompts` (a conversation ->
-token ids and Q-Former prompts), `scheduler` (batching), `app` (routes), `web` (the Gradio page), `cli`.
+response bodies), `fetch` (URLs -> bytes, with limits), `server` (what routes and page share: encoding through
+the engine's media encoder, the prompt builder, submitting jobs), `scheduler` (batching on the model's
+generator), `logs` (one line a request), `app` (routes), `web` (the Gradio page), `limits` (the body limit),
+`launch` (a server as a child process). The command is `llamavid.cli.serve`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The FastAPI app: `/health`, `/v1/models`, `/v1/chat/completions` (JSON or SSE), and the web page at `/`.
 
-A request's path: parse (schemas) -> fetch and encode its media in a worker thread (media; cached by content) ->
-build its token ids (prompts) -> queue it on the batching scheduler -> stream or collect its text. Every client
+A request's path: parse (schemas) -> fetch and encode its media in a worker thread, build its prompt (server) ->
+queue it on the batching scheduler -> stream or collect its text. Every client
 mistake is answered with an `APIError` body and the server carries on. Logs carry one line per request: id,
 media kinds, frames, prompt and completion tokens, time to first token and total time; prompts only with
 `--log-prompts`.
@@ -13,8 +13,6 @@ import asyncio
 import hmac
 import json
 import logging
-import shutil
-import tempfile
 import time
 from contextlib import asynccontextmanager
 
@@ -23,12 +21,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..inference.generation import GenerationSettings
 from .errors import APIError, error_body, error_response
 from .limits import BodyLimit
-from .media import MediaEncoder
-from .prompts import Sample, build_sample
-from .scheduler import BatchScheduler, Job
+from .logs import RequestLog
 from .schemas import ChatRequest, chunk_body, completion_body, new_request_id, parse_chat_request, usage
+from .server import Server
 from .settings import ServeSettings
 
 logger = logging.getLogger("llamavid.serve")
@@ -36,41 +34,15 @@ logger = logging.getLogger("llamavid.serve")
 DISCONNECT_POLL_S = 0.5
 
 
-class Server:
-    """What every route shares: the engine, the media encoder, the scheduler, the settings."""
-
-    def __init__(self, engine, settings: ServeSettings):
-        self.engine = engine
-        self.settings = settings
-        self.temp_dir = tempfile.mkdtemp(prefix="llamavid-serve-")
-        self.media = MediaEncoder(engine, settings, self.temp_dir)
-        self.scheduler = BatchScheduler(engine, settings.max_batch_size, settings.batch_wait_ms)
-
-    def close(self) -> None:
-        self.scheduler.close()
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
-
-    def prepare(self, chat: ChatRequest) -> tuple[Sample, int]:
-        """Fetch and encode the request's media, then build its sample (runs in a worker thread); also says
-        how many media came from the feature cache."""
-        hits = 0
-        for turn in chat.turns:
-            encoded = [self.media.encode(ref) for ref in turn.media]
-            turn.media = [features for features, _ in encoded]
-            hits += sum(cached for _, cached in encoded)
-        return build_sample(self.engine, chat.turns, chat.system), hits
-
-    def job(self, sample: Sample, chat: ChatRequest, sink) -> Job:
-        room = self.engine.context_length - len(sample.ids)
-        return Job(
-            sample=sample,
-            max_tokens=min(chat.max_tokens or self.settings.default_max_tokens, room),
-            sink=sink,
-            temperature=chat.temperature,
-            top_p=chat.top_p,
-            seed=chat.seed,
-            stop=sample.stop + chat.stop,
-        )
+def prepare(server: Server, chat: ChatRequest):
+    """Fetch and encode the request's media, then build its prompt (in a worker thread); also says how many
+    media came from the feature cache."""
+    hits = 0
+    for turn in chat.turns:
+        encoded = [server.encode(ref) for ref in turn.media]
+        turn.media = [features for features, _ in encoded]
+        hits += sum(cached for _, cached in encoded)
+    return server.sample(chat.turns, chat.system), hits
 
 
 def create_app(engine, settings: ServeSettings | None = None) -> FastAPI:
@@ -140,7 +112,8 @@ async def _chat(request: Request, server: Server):
         if chat.model not in (None, server.settings.model_name):
             raise APIError(f"The model `{chat.model}` does not exist; this server serves "
                            f"`{server.settings.model_name}`", status=404, param="model")
-        sample, hits = await run_in_threadpool(server.prepare, chat)
+        sample, hits = await run_in_threadpool(prepare, server, chat)
+        settings = GenerationSettings(temperature=chat.temperature, top_p=chat.top_p, seed=chat.seed)
     except APIError as error:
         record.failed(error.status, error.message)
         return error_response(error)
@@ -151,8 +124,8 @@ async def _chat(request: Request, server: Server):
     record.started([turn.text for turn in chat.turns], sample, hits)
     loop = asyncio.get_running_loop()
     events: asyncio.Queue = asyncio.Queue()
-    job = server.job(sample, chat, lambda kind, value: loop.call_soon_threadsafe(events.put_nowait, (kind, value)))
-    server.scheduler.submit(job)
+    job = server.submit(sample, settings, lambda kind, value: loop.call_soon_threadsafe(events.put_nowait, (kind, value)),
+                        chat.max_tokens, chat.stop)
     model = server.settings.model_name
     if chat.stream:
         return StreamingResponse(_sse(record, job, events, chat, model), media_type="text/event-stream")
@@ -178,10 +151,10 @@ async def _chat(request: Request, server: Server):
         job.cancel()  # a no-op once finished; stops the row if this coroutine is cancelled
     record.finished(job, 200)
     prompt_tokens = len(sample.ids)
-    return completion_body(record.request_id, model, "".join(pieces), value, prompt_tokens, job.completion_tokens)
+    return completion_body(record.request_id, model, "".join(pieces), value, prompt_tokens, job.row.completion_tokens)
 
 
-async def _sse(record, job: Job, events: asyncio.Queue, chat: ChatRequest, model: str):
+async def _sse(record, job, events: asyncio.Queue, chat: ChatRequest, model: str):
     """Server-sent events: a role chunk, content chunks, a finish chunk, optional usage, `[DONE]`."""
     rid = record.request_id
     extra = {"usage": None} if chat.include_usage else {}
@@ -203,7 +176,7 @@ async def _sse(record, job: Job, events: asyncio.Queue, chat: ChatRequest, model
             else:
                 yield line({**chunk_body(rid, model, {}, finish=value), **extra})
                 if chat.include_usage:
-                    yield line(chunk_body(rid, model, {}, usage_=usage(len(job.sample.ids), job.completion_tokens),
+                    yield line(chunk_body(rid, model, {}, usage_=usage(len(job.sample.ids), job.row.completion_tokens),
                                           with_choice=False))
                 break
         yield "data: [DONE]\n\n"
@@ -213,30 +186,3 @@ async def _sse(record, job: Job, events: asyncio.Queue, chat: ChatRequest, model
     finally:
         job.cancel()
         record.finished(job, status)
-
-
-class RequestLog:
-    """The one log line of a request."""
-
-    def __init__(self, request_id: str, log_prompts: bool):
-        self.request_id = request_id
-        self.log_prompts = log_prompts
-        self.start = time.perf_counter()
-        self.fields = ""
-
-    def started(self, texts: list[str], sample: Sample, cache_hits: int) -> None:
-        kinds = ",".join("video" if m.is_video else "image" for m in sample.media) or "none"
-        frames = ",".join(str(m.num_frames) for m in sample.media) or "0"
-        self.fields = f"media={kinds} frames={frames} cached={cache_hits} prompt_tokens={len(sample.ids)}"
-        if self.log_prompts:
-            self.fields += f" prompt={json.dumps(texts)}"
-
-    def failed(self, status: int, message: str) -> None:
-        logger.info("%s status=%d error=%s total=%.3fs", self.request_id, status, json.dumps(message),
-                    time.perf_counter() - self.start)
-
-    def finished(self, job: Job, status: int) -> None:
-        ttft = f"{job.first_token_at - self.start:.3f}s" if job.first_token_at else "-"
-        logger.info("%s status=%d %s completion_tokens=%d finish=%s batch=%d ttft=%s total=%.3fs", self.request_id,
-                    status, self.fields, job.completion_tokens, job.finish_reason or "cancelled", job.batch_size, ttft,
-                    time.perf_counter() - self.start)

@@ -1,10 +1,13 @@
-"""The web demo: a Gradio page mounted at `/` on the API's app, talking to the same scheduler.
+"""The web demo: a Gradio page mounted at `/` on the API's app, answered through the same scheduler.
 
-What the original's page (Gradio 3, spec section 6.3) did, without its controller and workers: upload an image
-or a video (or pick the bundled sample), ask, watch the answer stream in, ask follow-ups (the media's features
-are encoded once per upload and reused by every turn), reset, tune temperature / top-p / answer length. New
-here: a long-video feature file (safetensors from `extract-features`) can be chatted about directly; the
-original recognised its five movies by the pixel size of an uploaded poster.
+What the original's page (Gradio 3) did, without its controller and workers: upload an image or a video (shown
+as a playable preview) or pick the bundled sample video, ask, watch the answer stream in, ask follow-ups (the
+medium's features are encoded once per upload and reused by every turn), reset, tune temperature / top-p /
+answer length. New here: a long-video feature file (from `extract-features`) can be chatted about directly, in
+the released long-video layout; the original recognised its five movies by the pixel size of an uploaded poster.
+
+Every question, a movie's included, becomes a job on the server's scheduler, the process's one caller of the
+model's generator, so the page and the API never generate at the same time on one model.
 
 Uploads land in a folder inside the server's temporary folder (`GRADIO_TEMP_DIR`, unless the operator set one),
 which Gradio prunes (`delete_cache`) and the server removes on exit; the original filled `/tmp/gradio`.
@@ -12,20 +15,19 @@ which Gradio prunes (`delete_cache`) and the server removes on exit; the origina
 
 from __future__ import annotations
 
-import logging
 import os
 import queue
 import uuid
 from pathlib import Path
 
-from ..inference.feature_files import FeatureFile
+from ..inference.generation import GenerationSettings
+from ..inference.inputs import Turn
 from .errors import APIError
-from .prompts import build_sample
-from .schemas import MediaRef, Turn
-
-logger = logging.getLogger("llamavid.serve")
+from .logs import RequestLog
+from .schemas import MediaRef
 
 WAIT_S = 600.0  # longest wait for the next piece of an answer before giving up
+NO_MEDIA = "No media yet: upload one, or just chat."
 
 
 def mount_web_demo(app, server):
@@ -49,12 +51,12 @@ def build_page(server):
                     "The same engine serves the API at `/v1`.")
         with gr.Row():
             with gr.Column(scale=1):
-                video = gr.File(label="Video", file_types=["video"], type="filepath", elem_id="video-upload")
+                video = gr.Video(label="Video", sources=["upload"], elem_id="video-upload")
                 image = gr.Image(label="Image", type="filepath", sources=["upload"], elem_id="image-upload")
                 features = gr.File(label="Feature file (from extract-features)", file_types=[".safetensors"],
                                    type="filepath", elem_id="feature-upload")
-                sample = gr.Button("Use the bundled sample video", elem_id="sample")
-                status = gr.Markdown("No media yet: upload one, or just chat.", elem_id="media-status")
+                sample = gr.Button("Use the sample video", elem_id="sample", visible=demo.sample_video is not None)
+                status = gr.Markdown(NO_MEDIA, elem_id="media-status")
                 with gr.Accordion("Sampling", open=False):
                     temperature = gr.Slider(0.0, 1.5, value=0.2, step=0.05, label="Temperature (0 = greedy)")
                     top_p = gr.Slider(0.05, 1.0, value=0.7, step=0.05, label="Top-p")
@@ -71,13 +73,12 @@ def build_page(server):
         video.upload(demo.use_video, [video], picked)
         image.upload(demo.use_image, [image], picked)
         features.upload(demo.use_features, [features], picked)
-        sample.click(demo.use_sample, [], picked)
+        sample.click(demo.use_sample, [], [*picked, video])
         asked = dict(fn=demo.ask, inputs=[question, chatbot, media, temperature, top_p, max_tokens],
                      outputs=[chatbot, question])
         question.submit(**asked)
         send.click(**asked)
-        reset.click(lambda: (None, [], "No media yet: upload one, or just chat.", None, None, None),
-                    [], [media, chatbot, status, video, image, features])
+        reset.click(lambda: (None, [], NO_MEDIA, None, None, None), [], [media, chatbot, status, video, image, features])
     return page
 
 
@@ -86,11 +87,7 @@ class WebChat:
 
     def __init__(self, server):
         self.server = server
-
-    def _picked(self, features, label: str):
-        kind = "video" if features.is_video else "image"
-        frames = f", {features.num_frames} frames" if features.is_video else ""
-        return features, [], f"Talking about {label} ({kind}{frames}). Ask away."
+        self.sample_video = server.settings.sample_video
 
     def _encode(self, kind: str, path):
         import gradio as gr
@@ -98,10 +95,11 @@ class WebChat:
         if not path:
             raise gr.Error("Nothing was uploaded")
         try:
-            features, _ = self.server.media.encode_data(MediaRef(kind, str(path)), Path(path))
+            features, _ = self.server.encode(MediaRef(kind, str(path)), data=Path(path))
         except APIError as error:
             raise gr.Error(error.message) from None
-        return self._picked(features, Path(path).name)
+        frames = f", {features.num_frames} frames" if features.is_video else ""
+        return features, [], f"Talking about {Path(path).name} ({kind}{frames}). Ask away."
 
     def use_video(self, path):
         return self._encode("video", path)
@@ -109,59 +107,33 @@ class WebChat:
     def use_image(self, path):
         return self._encode("image", path)
 
+    def use_sample(self):
+        """The bundled sample video, encoded as an upload of it would be, and shown in the video box."""
+        return (*self._encode("video", self.sample_video), str(self.sample_video))
+
     def use_features(self, path):
         """A movie feature file: answered in the released long-video layout (subtitles between the frames)."""
         import gradio as gr
 
-        from ..inference.feature_files import FeatureFileError
+        from ..errors import LlamaVidError
 
         if not path:
             raise gr.Error("Nothing was uploaded")
         try:
             movie = self.server.engine.load_movie(path)
-        except FeatureFileError as error:
+        except LlamaVidError as error:
             raise gr.Error(str(error)) from None
         return movie, [], f"Talking about the movie {Path(path).name} ({movie.num_frames} frames). Ask away."
 
-    def _ask_movie(self, question, history, movie, temperature, top_p, max_tokens):
-        """Movies go through the engine's long-video prompt, one conversation at a time (no batching)."""
-        import gradio as gr
-
-        from ..inference.engine import GenerationSettings
-
-        messages = [(m["role"], _text(m["content"])) for m in history if m["role"] in ("user", "assistant")]
-        messages.append(("user", question))
-        settings = GenerationSettings(float(temperature), float(top_p), int(max_tokens))
-        history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
-        yield history, ""
-        answer = ""
-        try:
-            for piece in self.server.engine.chat(messages, movie, settings=settings):
-                answer += piece
-                history[-1] = {"role": "assistant", "content": answer}
-                yield history, ""
-        except ValueError as error:  # e.g. the movie and question do not fit the context
-            raise gr.Error(str(error)) from None
-
-    def use_sample(self):
-        from ..toy.demo import moving_shapes_video
-
-        return self._picked(self.server.media.encode_frames(moving_shapes_video(8, size=64)), "the sample video")
-
     def ask(self, question, history, media, temperature, top_p, max_tokens):
-        """Stream the answer into the chat; the medium is shown in every user turn (training layout)."""
+        """Stream the answer into the chat; the medium is shown in every user turn (training layout), a movie in
+        the first one."""
         import gradio as gr
-
-        from .app import RequestLog
-        from .scheduler import Job
 
         question = (question or "").strip()
         history = list(history or [])
         if not question:
             yield history, ""
-            return
-        if isinstance(media, FeatureFile):
-            yield from self._ask_movie(question, history, media, temperature, top_p, max_tokens)
             return
         turns = [Turn(m["role"], _text(m["content"])) for m in history if m["role"] in ("user", "assistant")]
         turns.append(Turn("user", question))
@@ -169,16 +141,14 @@ class WebChat:
         first_user.media = [media] if media is not None else []
         record = RequestLog(f"web-{uuid.uuid4().hex}", self.server.settings.log_prompts)
         try:
-            sample = build_sample(self.server.engine, turns)
+            sample = self.server.sample(turns)
+            settings = GenerationSettings(temperature=float(temperature), top_p=float(top_p))
         except APIError as error:
             record.failed(error.status, error.message)
             raise gr.Error(error.message) from None
         record.started([t.text for t in turns], sample, 0)
         events: queue.Queue = queue.Queue()
-        room = self.server.engine.context_length - len(sample.ids)
-        job = Job(sample, min(int(max_tokens), room), lambda kind, value: events.put((kind, value)),
-                  temperature=float(temperature), top_p=float(top_p), stop=sample.stop)
-        self.server.scheduler.submit(job)
+        job = self.server.submit(sample, settings, lambda kind, value: events.put((kind, value)), int(max_tokens))
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
         yield history, ""
         answer, status = "", 200
@@ -196,7 +166,7 @@ class WebChat:
                     break
         finally:  # also when the browser goes away mid-answer (GeneratorExit)
             job.cancel()
-            record.finished(job, status if job.finish_reason != "cancelled" else 499)
+            record.finished(job, status if job.row.finish_reason != "cancelled" else 499)
 
 
 def _text(content) -> str:

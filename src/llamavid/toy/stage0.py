@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ModelLoadError
 from ..train.settings_record import changed_settings, field_defaults, settings_json
 from .synthetic import COLOURS, SHAPES, ShapeTrack, SyntheticSettings, render_frame, track_position
 
@@ -371,12 +372,12 @@ def load_vision_tower(model, path: str | Path) -> None:
     if path.is_dir():
         path = path / VISION_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"vision tower weights not found: {path}")
+        raise ModelLoadError(f"vision tower weights not found: {path}")
     weights = load_file(str(path))
     own = model.state_dict()
     bad = [k for k, v in weights.items() if k not in own or own[k].shape != v.shape]
     if bad or not weights:
-        raise ValueError(f"{path} does not fit this model's vision tower (first mismatch: {bad[:1]})")
+        raise ModelLoadError(f"{path} does not fit this model's vision tower (first mismatch: {bad[:1]})")
     model.load_state_dict(weights, strict=False)
 
 

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UsageError
+
 COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 230), "yellow": (230, 210, 40)}
 SHAPES = ("circle", "square", "triangle")
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
@@ -89,18 +91,18 @@ class SyntheticSettings:
 
     def __post_init__(self):
         if self.size < 64:
-            raise ValueError(f"synthetic.size must be at least 64 pixels, got {self.size}")
+            raise UsageError(f"synthetic.size must be at least 64 pixels, got {self.size}")
         if self.seconds < 6:
-            raise ValueError(f"synthetic.seconds must be at least 6, got {self.seconds}")
+            raise UsageError(f"synthetic.seconds must be at least 6, got {self.seconds}")
         if not 0.5 <= self.two_shape_share <= 1.0:
-            raise ValueError(f"synthetic.two_shape_share must be in [0.5, 1], got {self.two_shape_share}")
+            raise UsageError(f"synthetic.two_shape_share must be in [0.5, 1], got {self.two_shape_share}")
         if not 0 < self.heldout_videos < self.num_videos:
-            raise ValueError(
+            raise UsageError(
                 f"synthetic.heldout_videos ({self.heldout_videos}) must be between 1 and num_videos - 1 "
                 f"({self.num_videos - 1})"
             )
         if self.object_size + self.travel + 4 > self.size:
-            raise ValueError("synthetic.object_size + synthetic.travel must leave room in the frame (size)")
+            raise UsageError("synthetic.object_size + synthetic.travel must leave room in the frame (size)")
 
 
 class Deck:

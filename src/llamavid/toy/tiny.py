@@ -1,10 +1,14 @@
-"""Tiny models for training tests, benchmarks and the demo: a real sentencepiece LLaMA tokenizer trained in a
-second on a small corpus, and LLaMA-VID configs at toy scale.
+"""Tiny LLaMA-VID models, no download, built in well under a second: random ones for tests, benchmarks and
+examples (`tiny_model_and_processor`; sizes as STYLE.md's tester helper: hidden 32, 2 layers, 4 queries,
+image 28, patch 7 -> a 4x4 patch grid), and trainable toy-sized ones for the toy recipes (`tiny_llamavid_config`,
+with tokenizers trained on the recipe's own data).
 
-The tokenizer matters for label masking: the original's v1 masking counts tokens with the legacy LLaMA
-sentencepiece tokenizer (a prefix space after `</s>`, a dangling `▁` after "ASSISTANT: "), so the toy tokenizer
-is the same kind of model (BPE, byte fallback, dummy prefix) loaded through transformers' `LlamaTokenizer`
-with `legacy=True`.
+Tokenizers: the random models' LLM tokenizer is a byte-level BPE trained on a few sentences, so any text
+round-trips; the toy recipes' is a real sentencepiece LLaMA tokenizer trained in a second on the corpus, which
+matters for label masking: the original's v1 masking counts tokens with the legacy LLaMA sentencepiece tokenizer
+(a prefix space after `</s>`, a dangling `▁` after "ASSISTANT: "), so the toy tokenizer is the same kind of model
+(BPE, byte fallback, dummy prefix) loaded through transformers' `LlamaTokenizer` with `legacy=True`. Q-Former
+tokenizers are small uncased WordPiece vocabularies with the original's `[DEC]` and left truncation.
 """
 
 from __future__ import annotations
@@ -13,6 +17,141 @@ import logging
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+
+import torch
+
+from ..model.configuration import LlamaVidConfig
+
+_CORPUS = (
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+    "detailed, and polite answers to the user's questions. USER: ASSISTANT: What is happening in this image? "
+    "Describe the video in detail. What colour is the square? The red circle moves left, then the blue "
+    "triangle appears. Is there a cat? Yes. No. Answer the question using a single word or phrase. 0 1 2 3 4 5 "
+    "6 7 8 9 green yellow shape first second order direction up down right movie frame subtitle"
+)
+_QFORMER_WORDS = sorted(
+    set(_CORPUS.lower().replace(".", " . ").replace("?", " ? ").replace(",", " , ").split())
+)
+
+
+def tiny_tokenizer(vocab_size: int = 320):
+    """A byte-level BPE LLaMA-style tokenizer (BOS `<s>`, EOS `</s>`, pad = `<unk>` id 0)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<unk>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator([_CORPUS] * 4, trainer=trainer)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<unk>"
+    )
+
+
+def tiny_qformer_tokenizer():
+    from ..model.processing import build_qformer_tokenizer
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *_QFORMER_WORDS]
+    vocab += [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"] + list("abcdefghijklmnopqrstuvwxyz'")
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "vocab.txt"
+        path.write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+        return build_qformer_tokenizer(path)
+
+
+def tiny_config(
+    text_vocab_size: int = 320,
+    qformer_vocab_size: int = 200,
+    text_overrides: dict | None = None,
+    vision_overrides: dict | None = None,
+    qformer_overrides: dict | None = None,
+    **overrides,
+):
+    """`overrides` replace top-level fields; `*_overrides` fields of a sub-config (e.g. the LLM's RoPE scaling)."""
+    settings = dict(
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=28,
+            patch_size=7,
+        ),
+        qformer_config=dict(
+            vocab_size=qformer_vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        ),
+        text_config=dict(
+            model_type="llama",
+            vocab_size=text_vocab_size,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=2048,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+        ),
+        num_query=4,
+        compress="mean",
+        qformer_max_length=32,
+        max_sequence_length=2048,
+    )
+    settings["text_config"].update(text_overrides or {})
+    settings["vision_config"].update(vision_overrides or {})
+    settings["qformer_config"].update(qformer_overrides or {})
+    settings.update(overrides)
+    return LlamaVidConfig(**settings)
+
+
+def tiny_image_processor(size: int = 28):
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    return CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+
+
+def tiny_model_and_processor(seed: int = 0, **overrides):
+    """(model in eval mode, processor) with random weights at unit-ish scale, deterministic for `seed`."""
+    from ..model.modeling import LlamaVidForConditionalGeneration
+    from ..model.processing import LlamaVidProcessor
+
+    tokenizer = tiny_tokenizer()
+    qformer_tokenizer = tiny_qformer_tokenizer()
+    config = tiny_config(
+        text_vocab_size=len(tokenizer), qformer_vocab_size=len(qformer_tokenizer), **overrides
+    )
+    torch.manual_seed(seed)
+    model = LlamaVidForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            # transformers' InstructBLIP init (std 1e-10 for the vision tower) would make every patch identical
+            if parameter.dim() < 2:
+                continue
+            is_table = name.endswith(
+                ("embed_tokens.weight", "embeddings.weight", "embedding", "query_tokens")
+            )
+            fan_in = parameter[0].numel()
+            parameter.normal_(0.0, 1.0 if is_table else fan_in**-0.5)
+    processor = LlamaVidProcessor(
+        tiny_image_processor(config.image_size), tokenizer, qformer_tokenizer, config
+    )
+    return model, processor
+
 
 SPECIAL_IDS = {"unk": 0, "bos": 1, "eos": 2}
 
@@ -88,10 +227,8 @@ def tiny_llamavid_config(
     text_config: dict | None = None,
     **overrides,
 ):
-    """A toy LLaMA-VID config (all sizes explicit, defaults as in facts.md's prototypes), on the test helper's.
+    """A toy LLaMA-VID config (all sizes explicit), built on `tiny_config`.
     `text_config` (a real LLM's config as a dict) replaces the toy LLM: only the vision side is then toy-sized."""
-    from ..testing import tiny_config
-
     settings = dict(
         num_query=num_query,
         compress="mean",
@@ -130,4 +267,13 @@ def tiny_llamavid_config(
     )
 
 
-__all__ = ["tiny_llamavid_config", "train_qformer_tokenizer", "train_sentencepiece_llama_tokenizer"]
+__all__ = [
+    "tiny_config",
+    "tiny_image_processor",
+    "tiny_llamavid_config",
+    "tiny_model_and_processor",
+    "tiny_qformer_tokenizer",
+    "tiny_tokenizer",
+    "train_qformer_tokenizer",
+    "train_sentencepiece_llama_tokenizer",
+]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .data import DataError
 from .preprocess import IGNORE_INDEX
 
 
@@ -56,14 +57,14 @@ class Collator:
             label_rows.append(labels)
         batch = self._pad(sequences, label_rows, pad_id)
         if pixels and features:
-            raise ValueError(
+            raise DataError(
                 "a batch mixes pixel inputs and long-video features: use batch size 1 for long video"
             )
         if pixels or features:
             key = "pixel_values" if pixels else "vision_features"
             batch[key] = torch.cat(pixels or features)
             if len(include_cls) > 1:
-                raise ValueError("a batch mixes vision features with and without the CLS token")
+                raise DataError("a batch mixes vision features with and without the CLS token")
             if features:
                 batch["vision_features_include_cls"] = include_cls.pop()
             batch["media_frame_counts"] = torch.tensor(frame_counts, dtype=torch.long)

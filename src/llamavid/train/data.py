@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ..errors import LlamaVidError
+from ..inference.feature_files import load_original_pickle
 from ..model.chat_templates import IMAGE_PLACEHOLDER
 from ..model.processing import pad_colour, pad_to_square
 from .preprocess import preprocess
@@ -35,7 +36,7 @@ MAX_SUBSTITUTIONS = 10
 LOGGED_PROBLEMS = 5
 
 
-class DataError(ValueError):
+class DataError(LlamaVidError, ValueError):
     """A training sample could not be used (missing file, bad record, token mismatch) and the settings say
     not to go on."""
 
@@ -95,7 +96,7 @@ def read_records(path: str | Path) -> list[dict]:
     """Records of a JSON list or JSON-lines file, with the fields every record needs checked up front."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"training data file not found: {path}")
+        raise DataError(f"training data file not found: {path}")
     text = path.read_text(encoding="utf-8")
     try:
         records = (
@@ -104,12 +105,12 @@ def read_records(path: str | Path) -> list[dict]:
             else [json.loads(line) for line in text.splitlines() if line.strip()]
         )
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON or JSON lines ({error.msg}, line {error.lineno})") from None
+        raise DataError(f"{path}: not valid JSON or JSON lines ({error.msg}, line {error.lineno})") from None
     for number, record in enumerate(records):
         if not isinstance(record, dict) or not isinstance(record.get("conversations"), list):
-            raise ValueError(f"{path}: record {number} has no 'conversations' list")
+            raise DataError(f"{path}: record {number} has no 'conversations' list")
     if not records:
-        raise ValueError(f"{path}: no records")
+        raise DataError(f"{path}: no records")
     return records
 
 
@@ -120,13 +121,13 @@ def repeat_by_type(records: list[dict], repeats: dict[str, int] | None, source="
     present = {record.get("type") for record in records}
     missing = sorted(set(repeats) - present)
     if missing:
-        raise ValueError(
+        raise DataError(
             f"data.repeat_by_type names {missing}, but no record of {source} has that 'type' "
             f"(types there: {sorted(t for t in present if isinstance(t, str)) or 'none'})"
         )
     mixed = [record for record in records for _ in range(repeats.get(record.get("type"), 1))]
     if not mixed:
-        raise ValueError(f"data.repeat_by_type {repeats} leaves no record of {source}")
+        raise DataError(f"data.repeat_by_type {repeats} leaves no record of {source}")
     return mixed
 
 
@@ -317,17 +318,11 @@ class SupervisedDataset(torch.utils.data.Dataset):
         return {"pixel_values": pixels, "frames": pixels.shape[0]}
 
     def _movie(self, name: str) -> dict:
-        """Long-video features (spec 4.8): drop CLS, each `<image>` repeated tokens_per_frame times."""
+        """Long-video features: CLS dropped, each `<image>` repeated tokens_per_frame times."""
         folder = self.settings.feature_folder or self.settings.video_folder
-        with open(self._path(folder, name, "video"), "rb") as handle:
-            # The original's format is a pickle: only open feature files you made or trust.
-            data = pickle.load(handle)  # noqa: S301
-        features = torch.as_tensor(np.asarray(data["feats"]))[:, 1:]  # (T, 1 + N, V) -> (T, N, V)
-        inputs = (
-            data["inputs"]
-            .replace("...", "")
-            .replace(IMAGE_PLACEHOLDER, IMAGE_PLACEHOLDER * self.config.tokens_per_frame)
-        )
+        array, inputs = load_original_pickle(self._path(folder, name, "video"))
+        features = torch.from_numpy(array)[:, 1:]  # (T, 1 + N, V) -> (T, N, V)
+        inputs = inputs.replace("...", "").replace(IMAGE_PLACEHOLDER, IMAGE_PLACEHOLDER * self.config.tokens_per_frame)
         return {"vision_features": features, "frames": features.shape[0], "movie_inputs": inputs}
 
 

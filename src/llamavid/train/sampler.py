@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from .data import DataError
+
 
 def split_evenly(indices: list[int], lengths: list[int], chunks: int) -> list[list[int]]:
     """Longest first, each into the chunk with the least total length that still has room."""
@@ -45,7 +47,7 @@ def length_grouped(lengths: list[int], batch_size: int, world_size: int, generat
 def modality_grouped(lengths: list[int], batch_size: int, world_size: int, generator) -> list[int]:
     """Spec 4.7 order: positive lengths = samples with media, negative = text-only."""
     if any(length == 0 for length in lengths):
-        raise ValueError("modality lengths must be non-zero (a sample with no words?)")
+        raise DataError("modality lengths must be non-zero (a sample with no words?)")
     media = [i for i, length in enumerate(lengths) if length > 0]
     text = [i for i, length in enumerate(lengths) if length < 0]
     if not media or not text:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import ModelLoadError, RecipeError
+
 # Parameter-name prefixes of the model's parts (see llamavid.model.modeling).
 QFORMER_PARTS = (
     "token_generator.qformer.",
@@ -152,7 +154,7 @@ def _check_same_lora(existing, wanted) -> None:
     fields = ("r", "lora_alpha", "target_modules")
     mismatched = [f for f in fields if getattr(existing, f) != getattr(wanted, f)]
     if mismatched:
-        raise ValueError(
+        raise RecipeError(
             "stage.lora differs from the unmerged LoRA of an earlier stage in "
             + ", ".join(f"{f} ({getattr(existing, f)} != {getattr(wanted, f)})" for f in mismatched)
             + "; use the same settings, or merge_lora: true in the earlier stage"
@@ -185,7 +187,7 @@ def load_adapter(model, path) -> list[str]:
     own = dict(model.named_parameters())
     problems = [n for n, t in weights.items() if n not in own or own[n].shape != t.shape]
     if problems:
-        raise ValueError(
+        raise ModelLoadError(
             f"{path}: {len(problems)} adapter tensors do not fit this model (first: {problems[0]})"
         )
     missing = model.load_state_dict(weights, strict=False)

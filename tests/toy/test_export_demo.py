@@ -1,15 +1,11 @@
-"""scripts/export_demo.py: what of a trained demo run goes into the package (ours and small) and what stays out
-(run by-products, the base LLM's tokenizer)."""
+"""The demo export (`llamavid.toy.export`, run by scripts/export_demo.py): what of a trained demo run goes into the
+package (ours and small) and what stays out (run by-products, the base LLM's tokenizer)."""
 
 import json
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
 
 
 def test_export_keeps_the_model_and_the_qformer_tokenizer_and_drops_run_by_products(tmp_path):
-    from export_demo import export_model
+    from llamavid.toy.export import export_model
 
     run = tmp_path / "run"
     stage2 = run / "stage2"

@@ -1,4 +1,4 @@
-"""`llamavid demo` on the bundled demo model (SmolLM2 + LoRA on visual turns, toy vision side), issue 12.
+"""`llamavid demo` on the bundled demo model (SmolLM2 + LoRA on visual turns, toy vision side).
 
 Quality is measured on held-out videos generated here with a seed the demo never trained on."""
 
@@ -79,12 +79,13 @@ def test_demo_on_your_own_video_and_errors(tmp_path):
     assert result.stdout.splitlines()[1] == f"USER: {question}"
 
     missing = _demo("--video", str(tmp_path / "nope.mp4"))
-    assert missing.returncode == 2 and missing.stderr.strip() == f"error: no such video: {tmp_path / 'nope.mp4'}"
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"llamavid demo: error: no such video: {tmp_path / 'nope.mp4'}"
     broken = tmp_path / "broken.mp4"
     broken.write_text("not a video")
     bad = _demo("--video", str(broken), "--prompt", "What colour is the circle?")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert bad.stderr.strip().splitlines()[-1].startswith("error:")
+    assert bad.stderr.strip().splitlines()[-1].startswith("llamavid demo: error:")
 
 
 @needs_smollm2

@@ -70,11 +70,11 @@ def _recipe(data, out):
         "name": "stage0-toy",
         "seed": 0,
         "output_dir": str(out),
-        "model": {"tiny": {"vocab_size": 600, "image_size": 32, "patch_size": 8, "vision_width": 32,
+        "model": {"source": "tiny", "settings": {"vocab_size": 600, "image_size": 32, "patch_size": 8, "vision_width": 32,
                            "qformer_width": 32, "text_width": 32, "vision_layers": 1, "text_layers": 1}},
-        "stage0": {"data_dir": str(data), "steps": 40, "batch_size": 16, "warmup_steps": 4,
-                   "grounding_steps": 60, "grounding_batch_size": 32, "grounding_warmup_steps": 4,
-                   "grounding_unnamed_share": 0.2},
+        "prepare": {"stage0": {"data_dir": str(data), "steps": 40, "batch_size": 16, "warmup_steps": 4,
+                               "grounding_steps": 60, "grounding_batch_size": 32, "grounding_warmup_steps": 4,
+                               "grounding_unnamed_share": 0.2}},
         "stages": [{
             "name": "stage1", "stage": {"preset": "stage1"},
             "training": {"max_steps": 2, "per_device_train_batch_size": 4, "save_strategy": "no", "use_cpu": True,
@@ -151,23 +151,9 @@ def test_a_rerun_reuses_a_finished_stage0_with_the_same_settings_only(toy_data, 
     assert run_recipe(recipe)["stage0"]["reused"] is True and not trained
 
     changed = copy.deepcopy(recipe)
-    changed.stage0.grounding_steps = 8
+    changed.prepare["stage0"]["grounding_steps"] = 8
     assert "reused" not in run_recipe(changed)["stage0"] and trained == [1], "other settings: trained again"
 
     deeper = copy.deepcopy(recipe)  # the old tower's tensors would all load into this one: not enough to reuse
-    deeper.model.tiny["vision_layers"] = 2
+    deeper.model.settings["vision_layers"] = 2
     assert "reused" not in run_recipe(deeper)["stage0"] and trained == [1, 1], "another tower: trained again"
-
-
-def test_tiny_models_start_the_attention_projectors_at_linear_init(toy_data, tmp_path):
-    """GPT-style N(0, 0.02) everywhere else; the query/key pair at PyTorch's Linear init (see run._init_small)."""
-    from llamavid.train.run import build_model
-
-    recipe = _recipe(toy_data, tmp_path)
-    model, _ = build_model(recipe.model, recipe)
-    generator = model.token_generator
-    for projector in (generator.query_projector, generator.key_projector):
-        weights = [m.weight for m in projector.modules() if isinstance(m, torch.nn.Linear)]
-        assert weights and all(w.std() > 0.04 for w in weights)
-    llm_weight = model.language_model.get_input_embeddings().weight
-    assert abs(llm_weight.std().item() - 0.02) < 0.005

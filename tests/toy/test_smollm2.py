@@ -14,9 +14,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from llamavid.toy import smollm2 as smol
 from llamavid.model.chat_templates import SMOLLM_SYSTEM, get_template
 from llamavid.testing import supervised_spans
+from llamavid.toy import smollm2 as smol
 from llamavid.toy.smollm2 import INSTALL_COMMAND, SmolLM2NotInstalled, gguf_path, load_smollm2
 from llamavid.train.preprocess import IGNORE_INDEX, preprocess, tokenize_with_placeholders
 

@@ -1,5 +1,6 @@
-"""Issue 11's proof that training learns: stage 0, 1 and 2 of recipes/tiny-synthetic.yaml on a fresh synthetic
-set on this CPU (1 thread), held-out exact match. Slow (runs in CI)."""
+"""The proof that training learns: stage 0, 1 and 2 of recipes/tiny-synthetic.yaml, at the recipe's step counts,
+on a fresh synthetic set, held-out exact match. Slow (runs in CI); its CPU time is `benchmarks/learn_synthetic.py`'s
+business."""
 
 import json
 import sys
@@ -21,7 +22,7 @@ def test_tiny_llamavid_learns_synthetic_video_qa(tmp_path):
     generate(tmp_path / "data", SyntheticSettings(seed=0))
     figures = learn(tmp_path / "data", tmp_path / "run", seed=0)  # the recipe's steps
     print(json.dumps(figures))
-    assert figures["train_s"] < 300, "stage 1 + 2 must fit 5 CPU minutes (process CPU s, 1 torch thread)"
+    assert figures["steps"] == 50 + 800, "the recipe's stage 1 and stage 2 steps"
     assert figures["accuracy"] > figures["majority_baseline"] + 0.2, "stalled near the majority answer"
     assert figures["accuracy"] >= 0.70
     assert figures["colour_accuracy"] >= 0.90
