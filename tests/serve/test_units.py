@@ -15,7 +15,7 @@ from llamavid.inference.encoder import MediaFeatures
 from llamavid.inference.engine import ChatEngine
 from llamavid.inference.settings import GenerationSettings
 from llamavid.serve.errors import APIError
-from llamavid.serve.schemas import Turn, parse_chat_request
+from llamavid.serve.schemas import MediaRef, Turn, parse_chat_request
 from llamavid.serve.server import Server
 from llamavid.serve.settings import ServeSettings
 from llamavid.testing import tiny_model_and_processor
@@ -175,3 +175,56 @@ def test_web_page_answers_movies_in_the_long_video_layout(engine, server, tmp_pa
     )
     states = list(page.ask("And then?", history, picked, 0.0, 1.0, 5))
     assert [m["role"] for m in states[-1][0]] == ["user", "assistant", "user", "assistant"]
+
+
+def test_a_file_is_one_cache_entry_whichever_route_it_comes_by(tmp_path):
+    """`llamavid chat --cache-dir D` and a server on D share the features of the same video: the server's copy of
+    the bytes (a data: URL) finds what chat computed from the file, and the web page's upload path too."""
+    import base64
+
+    from llamavid.inference.features import FeatureCache
+    from llamavid.serve.schemas import MediaRef
+    from llamavid.testing import write_test_video
+
+    video = write_test_video(tmp_path / "clip.mp4", seconds=3)
+    model, processor = tiny_model_and_processor(seed=5)
+    chat = ChatEngine(model, processor, cache=FeatureCache(tmp_path / "cache"), max_frames=64)
+    computed = chat.encode_media(str(video))
+    served = ChatEngine(model, processor, cache=FeatureCache(tmp_path / "cache"), fps=1.0, max_frames=64)
+    server = Server(served, ServeSettings(web=False))
+    try:
+        data_url = "data:video/mp4;base64," + base64.b64encode(video.read_bytes()).decode()
+        features, cached = server.encode(MediaRef("video", data_url))
+        assert cached, "the server decoded and encoded the video again"
+        torch.testing.assert_close(features.features, computed.features)
+        assert server.encode(MediaRef("video", str(video)), data=video)[1]
+    finally:
+        server.close()
+
+
+def test_the_pages_sample_button_uses_the_shipped_sample_video(engine):
+    """The sample is one of the bundled demo videos (what the demo model was made for), encoded as an upload of
+    that file would be, and shown in the video box."""
+    from llamavid.serve.web import WebChat
+    from llamavid.toy.demo import sample_videos
+
+    shipped = sample_videos()[0]["video"]
+    server = Server(engine, ServeSettings(web=False, sample_video=shipped))
+    try:
+        page = WebChat(server)
+        features, history, status, preview = page.use_sample()
+        assert preview == str(shipped) and history == [] and shipped.name in status
+        uploaded, _ = server.encode(MediaRef("video", str(shipped)), data=shipped)
+        torch.testing.assert_close(features.features, uploaded.features)
+    finally:
+        server.close()
+
+
+def test_serve_offers_the_bundled_sample_by_default(tmp_path):
+    from llamavid.cli.serve import serve_settings
+    from llamavid.toy.demo import sample_videos
+
+    assert serve_settings(build_parser().parse_args(["serve"])).sample_video == sample_videos()[0]["video"]
+    own = tmp_path / "mine.mp4"
+    own.write_bytes(b"x")
+    assert serve_settings(build_parser().parse_args(["serve", "--sample-video", str(own)])).sample_video == own

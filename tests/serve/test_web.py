@@ -1,6 +1,7 @@
 """The web page in a real headless Chromium (Debian's chromium + chromedriver through selenium; nothing is
-downloaded): load the page from a real server, upload a generated video, ask, see the answer stream in, ask a
-follow-up, and save a screenshot as a test artifact."""
+downloaded): load the page from a real server, upload a generated video and see it as a playable preview, ask,
+see the answer stream in, ask a follow-up, pick the bundled sample video, and save a screenshot as a test
+artifact."""
 
 from __future__ import annotations
 
@@ -85,6 +86,8 @@ def test_upload_ask_stream_follow_up(web_server, browser, tmp_path, make_video):
         what="the video's features",
     )
     assert "moving-bar.mp4" in browser.find_element(By.ID, "media-status").text
+    preview = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#video-upload video"), what="the preview")
+    assert preview[0].get_attribute("src"), "the uploaded video plays in the page"
 
     # record every text the answer shows while it streams in
     browser.execute_script(OBSERVE)
@@ -110,3 +113,17 @@ def test_upload_ask_stream_follow_up(web_server, browser, tmp_path, make_video):
     # the request's log line is written when it completes, which may be just after the page shows the answer
     wait_for(lambda: len(video_turns()) >= 2, what="the follow-up's log line")
     assert len(video_turns()) >= 2  # both turns showed the video (its features encoded once, at upload)
+
+
+def test_the_sample_button_shows_and_uses_the_bundled_sample(web_server, browser):
+    from selenium.webdriver.common.by import By
+
+    from llamavid.toy.demo import sample_videos
+
+    browser.get(web_server.url + "/")
+    wait_for(lambda: browser.find_elements(By.ID, "sample"), what="the sample button")
+    browser.find_element(By.ID, "sample").click()
+    name = sample_videos()[0]["video"].name
+    wait_for(lambda: name in browser.find_element(By.ID, "media-status").text, what="the sample's features")
+    preview = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#video-upload video"), what="the preview")
+    assert preview[0].get_attribute("src")

@@ -98,6 +98,28 @@ def test_interactive_session():
 
 
 @needs_smollm2
+def test_the_demo_answers_in_the_main_thread_and_returns(monkeypatch, capsys):
+    """The command returns normally (no forced exit): its answers are generated in the main thread, so no torch
+    work is left running in a helper thread when the interpreter shuts down."""
+    import threading
+
+    from llamavid.cli import main
+    from llamavid.model.modeling import LlamaVidForConditionalGeneration
+
+    threads, original = [], LlamaVidForConditionalGeneration.generate
+
+    def recording(self, *args, **kwargs):
+        threads.append(threading.current_thread())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LlamaVidForConditionalGeneration, "generate", recording)
+    question = "What colour is the circle? Answer with one word."
+    assert main(["demo", "--prompt", question]) == 0
+    assert threads == [threading.main_thread()]
+    assert f"USER: {question}" in capsys.readouterr().out
+
+
+@needs_smollm2
 def test_plain_questions_are_answered_as_smollm2_does(engine):
     from llamavid.toy.demo import ask
 

@@ -51,19 +51,24 @@ def default_engine(**engine_options):
     return ChatEngine(model, processor, **engine_options), TINY_NAME
 
 
+def serve_settings(args: argparse.Namespace, model_name: str | None = None):
+    """The server's settings from its flags; the page's sample video is the bundled demo sample unless given."""
+    from ..serve.settings import ServeSettings
+    from ..toy.demo import sample_videos
+
+    samples = sample_videos()
+    sample = args.sample_video or (samples[0]["video"] if samples else None)
+    return settings_from_args(args, ServeSettings, model_name=args.model_name or model_name, sample_video=sample)
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve a model over an OpenAI-compatible HTTP API (/v1/chat/completions with images and videos) and a
     web demo at /, from one engine."""
     import os
 
-    from ..serve.settings import ServeSettings
-    from ..toy.demo import sample_videos
-
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     logging.getLogger("llamavid.serve").setLevel(logging.INFO)
-    samples = sample_videos()
-    sample = args.sample_video or (samples[0]["video"] if samples else None)
-    settings_from_args(args, ServeSettings, sample_video=sample)  # refuse bad flags before loading the model
+    serve_settings(args)  # refuse bad flags before loading the model
     options = {"fps": args.fps, "max_frames": args.max_frames}
     if args.model:
         from ..inference.engine import ChatEngine
@@ -73,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         name = Path(args.model).resolve().name
     else:
         engine, name = default_engine(cache_dir=args.cache_dir, **options)
-    settings = settings_from_args(args, ServeSettings, model_name=args.model_name or name, sample_video=sample)
+    settings = serve_settings(args, name)
 
     import uvicorn
 

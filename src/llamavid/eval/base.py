@@ -16,13 +16,14 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Media:
-    """`kind` "image" or "video"; `source` a path (or, for MMBench, the base64 text of the image).
+    """`kind` "image" or "video"; `source` a path, or with `base64` the image's base64 text (MMBench's table).
 
     `pad`: pad an image to a square as the model config says (LLaVA's loader does; ScienceQA does not)."""
 
     kind: str
     source: object
     pad: bool = True
+    base64: bool = False
 
 
 @dataclass(frozen=True)

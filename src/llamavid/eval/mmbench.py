@@ -67,7 +67,7 @@ def load(data: Path, split: str | None = None, lang: str = "en"):
             Item(
                 qid,
                 [Request(f"<image>\n{question}\n{suffix}", question)],
-                Media("image", row["image"]),
+                Media("image", row["image"], base64=True),
                 {"prompt": question, "round_id": 0, "options": options, "option_char": list(LETTERS[: len(options)])},
             )
         )

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import os
@@ -125,15 +124,15 @@ class AnswerGenerator:
 
     def features(self, media: Media):
         """The vision features of an item's medium (an image padded as the benchmark says)."""
-        from llamavid.media import MediaError
+        from llamavid.media import MediaError, base64_bytes
 
         encoder = self.engine.encoder
         source = media.source
         if media.kind == "video" and not Path(source).is_file():
             raise EvalDataError(f"missing video {source}")
-        if media.kind == "image" and isinstance(source, str) and not Path(source).is_file():
-            source = base64.b64decode(source)  # MMBench keeps its images inside the table
         try:
+            if media.base64:
+                source = base64_bytes(source)
             return encoder.encode(source, media.kind, encoder.with_sampling(pad=media.pad))
         except MediaError as error:
             raise EvalDataError(str(error)) from None

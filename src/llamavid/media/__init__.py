@@ -18,7 +18,7 @@ from .errors import (
     UnsupportedMediaError,
 )
 from .frames import natural_key
-from .images import load_image, to_rgb
+from .images import base64_bytes, load_image, to_rgb
 from .sampling import original_indices, uniform_indices
 from .subtitles import Subtitle, align_subtitles, load_subtitles, parse_srt, parse_vtt
 from .video import load_video
@@ -35,6 +35,7 @@ __all__ = [
     "UnsupportedMediaError",
     "VideoClip",
     "align_subtitles",
+    "base64_bytes",
     "load_image",
     "load_subtitles",
     "load_video",

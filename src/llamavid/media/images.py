@@ -37,7 +37,7 @@ from .errors import (
     UnsupportedMediaError,
 )
 
-__all__ = ["MAX_PIXELS", "MAX_SIDE", "ImageSource", "check_dimensions", "load_image", "to_rgb"]
+__all__ = ["MAX_PIXELS", "MAX_SIDE", "ImageSource", "base64_bytes", "check_dimensions", "load_image", "to_rgb"]
 
 #: Largest accepted side and pixel count. Real photos and videos stay far below; a file
 #: claiming more is almost always hostile or broken, and decoding it would exhaust memory.
@@ -162,6 +162,12 @@ def _fetch_url(url: str, timeout: float) -> bytes:
             return response.read()
     except OSError as error:  # URLError, HTTPError and timeouts are all OSErrors
         raise MediaError(url, f"download failed: {error}") from None
+
+
+def base64_bytes(payload: str) -> bytes:
+    """The bytes of base64 text (whitespace, missing padding and the URL-safe alphabet are fine), as images sent
+    inline are read; `CorruptMediaError` when it is not base64."""
+    return _b64(payload, None)
 
 
 def _b64(payload: str, name: str | None) -> bytes:

@@ -1,0 +1,99 @@
+"""The console script: its commands and help, flags derived from the settings dataclasses, user errors as one line,
+everything else with its traceback, and answers generated in the main thread."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import pytest
+
+from llamavid.cli import build_parser, main
+from llamavid.cli.flags import flag_fields
+from llamavid.inference.settings import GenerationSettings, Sampling
+from llamavid.model.modeling import LlamaVidForConditionalGeneration
+from llamavid.serve.settings import ServeSettings
+from llamavid.testing import tiny_model_and_processor
+
+COMMANDS = ("chat", "convert", "demo", "eval", "extract-features", "serve", "train", "make-synthetic")
+
+
+@pytest.fixture
+def help_of(capsys):
+    def read(*args: str) -> str:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*args, "--help"])
+        return capsys.readouterr().out
+
+    return read
+
+
+def test_the_top_level_help_lists_every_command(help_of):
+    text = help_of()
+    assert all(command in text for command in COMMANDS)
+
+
+def _flag(field: dataclasses.Field) -> str:
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+@pytest.mark.parametrize(("command", "settings"), [("chat", GenerationSettings), ("chat", Sampling),
+                                                   ("serve", ServeSettings)])
+def test_a_commands_flags_are_its_settings_fields(help_of, command, settings):
+    text = help_of(command)
+    for field in flag_fields(settings):
+        assert _flag(field) in text, field.name
+        assert " ".join(field.metadata["help"].split()[:3]) in " ".join(text.split()), field.name
+
+
+def test_flag_values_become_the_settings(tmp_path):
+    from llamavid.cli.flags import settings_from_args
+
+    args = build_parser().parse_args(["chat", "--model", "m", "--temperature", "0.5", "--top-p", "0.8", "--max-frames", "9"])
+    assert settings_from_args(args, GenerationSettings) == GenerationSettings(temperature=0.5, top_p=0.8)
+    assert settings_from_args(args, Sampling) == Sampling(max_frames=9)
+    args = build_parser().parse_args(["serve", "--no-web", "--allowed-local-media-path", str(tmp_path),
+                                      "--max-media-mb", "2", "--served-model-name", "x"])
+    settings = settings_from_args(args, ServeSettings)
+    assert not settings.web and settings.allowed_local_media_path == [tmp_path.resolve()]
+    assert settings.max_media_bytes == 2 << 20 and settings.model_name == "x"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli-model")
+    model, processor = tiny_model_and_processor(seed=1)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def test_a_user_error_is_one_line_and_status_2(model_dir, capsys):
+    assert main(["chat", "--model", str(model_dir), "--temperature", "-1", "--prompt", "hi"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "llamavid chat: error: temperature must be >= 0, got -1.0"
+
+
+def test_a_bug_keeps_its_traceback(model_dir, monkeypatch):
+    """Out of memory, or a bug: not the user's doing, so not a one-line 'error' with status 2."""
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(LlamaVidForConditionalGeneration, "generate", out_of_memory)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        main(["chat", "--model", str(model_dir), "--prompt", "hi"])
+
+
+def test_answers_are_generated_in_the_main_thread(model_dir, monkeypatch, capsys):
+    """No helper thread runs torch work for the command line, so nothing of it is left when the process ends."""
+    threads, original = [], LlamaVidForConditionalGeneration.generate
+
+    def recording(self, *args, **kwargs):
+        threads.append(threading.current_thread())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LlamaVidForConditionalGeneration, "generate", recording)
+    assert main(["chat", "--model", str(model_dir), "--prompt", "hi", "--max-new-tokens", "4"]) == 0
+    assert threads == [threading.main_thread()]
+    assert capsys.readouterr().out.endswith("\n")
