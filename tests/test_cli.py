@@ -97,3 +97,22 @@ def test_answers_are_generated_in_the_main_thread(model_dir, monkeypatch, capsys
     assert main(["chat", "--model", str(model_dir), "--prompt", "hi", "--max-new-tokens", "4"]) == 0
     assert threads == [threading.main_thread()]
     assert capsys.readouterr().out.endswith("\n")
+
+
+def test_train_dry_run_prints_the_plan(capsys):
+    import json
+    from pathlib import Path
+
+    recipe = Path(__file__).parents[1] / "recipes" / "tiny-synthetic.yaml"
+    assert main(["train", str(recipe), "--dry-run"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["prepare"] == ["stage0"] and plan["stages"] == ["stage1", "stage2"]
+
+
+def test_an_unknown_prepare_step_is_a_one_line_recipe_error(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\nmodel: {path: m}\nprepare: {stage9: {}}\nstages: []\n")
+    assert main(["train", str(recipe), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llamavid train: error:") and "prepare.stage9 is not a registered step" in err
+    assert "stage0" in err  # the registered ones are listed

@@ -131,7 +131,7 @@ def _movie(engine, frames, subtitles=None):
 
 
 def test_movie_prompt_interleaves_subtitles_token_by_token(engine):
-    """Spec 2.3/4.8/6.2: start prompt, per frame 2 visual positions then its subtitles, end prompt, newline,
+    """The released long-video layout: start prompt, per frame 2 visual positions then its subtitles, end prompt, newline,
     question; every text chunk tokenized on its own with its BOS dropped."""
     movie = _movie(engine, 3, [["Hi."], [], ["Bye", "now."]])
     inputs = engine.build_inputs([("user", "Who leaves?")], movie)

@@ -123,7 +123,7 @@ def test_align_like_the_original():
 
 
 def test_subtitles_before_first_frame_go_to_first_frame():
-    # The original attaches these to the LAST frame (index -1); we fix that (spec 8.23).
+    # The original attaches these to the LAST frame (index -1); we fix that.
     times = [5.0, 6.0, 7.0]
     subs = [Subtitle(0.0, 1.0, "early"), Subtitle(2.0, 5.0, "at start"), Subtitle(5.5, 6.5, "mid")]
     assert align_subtitles(subs, times) == [["early", "at start"], ["mid"], []]

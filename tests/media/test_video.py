@@ -36,7 +36,7 @@ def test_fps_steps_match_original_and_never_crash(cfr_h264, fps):
 
 
 def test_step_is_never_zero():
-    # The original computes round(25 / 100) = 0 and crashes (spec 8.20).
+    # The original computes round(25 / 100) = 0 and crashes.
     np.testing.assert_array_equal(original_indices(5, 25.0, 100.0), np.arange(5))
 
 

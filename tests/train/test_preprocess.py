@@ -38,7 +38,7 @@ def test_imgsp_v1_gives_every_turn_a_placeholder_and_prompt(sp_tokenizer):
     for seed in range(12):
         result = preprocess(CONVERSATION, sp_tokenizer, "imgsp_v1", PH, True, random.Random(seed))
         assert result.input_ids.count(PH) == 2
-        # newlines deleted without a space (quirk 14), <image> removed
+        # newlines deleted without a space, <image> removed
         assert result.prompts == ["What colour is the square?", "Which shape appeared first?Answer with one word."]
         text = sp_tokenizer.decode([i for i in result.input_ids if i != PH])
         assert "<image>" not in text

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..eval import BENCHMARK_NAMES
+from .flags import add_settings_flags, settings_from_args
 
 VCG_ASPECT_NAMES = tuple(f"vcgbench-{a}" for a in ("correctness", "detail", "context", "temporal", "consistency"))
 
@@ -20,23 +21,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..eval import get_benchmark
     from ..eval.runner import AnswerGenerator, RunSettings, run_benchmark
 
-    num_shards, shard_index = args.num_shards, args.shard_index
-    if num_shards is None:  # accelerate launch / torchrun: one shard per process
-        num_shards = int(os.environ.get("WORLD_SIZE", "1"))
-        shard_index = int(os.environ.get("RANK", "0")) if shard_index is None else shard_index
-    settings = RunSettings(
-        batch_size=args.batch_size,
-        limit=args.limit,
-        num_shards=num_shards,
-        shard_index=shard_index or 0,
-        split=args.split,
-        max_new_tokens=args.max_new_tokens,
-        greedy=args.greedy,
-        temperature=args.temperature,
-        seed=args.seed,
-        model_id=args.model_id or Path(args.model).name,
-        progress=not args.no_progress,
-    )
+    settings = settings_from_args(args, RunSettings, model_id=args.model_id or Path(args.model).name)
     names = list(BENCHMARK_NAMES) if args.benchmark == "all" else [args.benchmark]
     benches = [get_benchmark(name) for name in names]
     folders = {bench.name: Path(args.data) / bench.name if args.benchmark == "all" else Path(args.data) for bench in benches}
@@ -47,7 +32,7 @@ def _run(args: argparse.Namespace) -> int:
     questions = {bench.name: bench.load(folders[bench.name], settings.split) for bench in benches}
     model, processor = load_model(args.model, device=args.device, dtype=args.dtype)
     for bench in benches:
-        cache = Path(args.feature_cache) if args.feature_cache else Path(args.out) / "features"
+        cache = Path(settings.feature_cache) if settings.feature_cache else Path(args.out) / "features"
         generator = AnswerGenerator(model, processor, cache if bench.video else None)
         path = run_benchmark(bench, generator, folders[bench.name], Path(args.out), settings, questions[bench.name])
         print(f"{bench.name}: answers in {path}", flush=True)
@@ -134,6 +119,8 @@ def format_table(name: str, result: dict, prefix: str = "") -> str:
 
 
 def register(commands) -> None:
+    from ..eval.runner import RunSettings
+
     evaluate = commands.add_parser(
         "eval", help="evaluate on the twelve LLaMA-VID benchmarks", description=__doc__
     )
@@ -144,20 +131,9 @@ def register(commands) -> None:
     run.add_argument("--model", required=True, help="converted llamavid model folder")
     run.add_argument("--data", required=True, help="benchmark folder in the official layout (see docs/evaluation.md)")
     run.add_argument("--out", required=True, help="folder for answers (<bench>.jsonl) and the video feature cache")
-    run.add_argument("--batch-size", type=int, default=1)
-    run.add_argument("--limit", type=int, help="only the first N questions (a quick look)")
-    run.add_argument("--num-shards", type=int, help="split the questions into N contiguous shards")
-    run.add_argument("--shard-index", type=int, help="which shard this process answers (0-based)")
-    run.add_argument("--split", help="vqav2: test-dev|val; vizwiz: test|val; mmbench: tsv file stem")
-    run.add_argument("--max-new-tokens", type=int, help="default: the original's (128, or 1024 for MMBench/SQA/video)")
-    run.add_argument("--greedy", action="store_true", help="greedy decoding for the video benchmarks too")
-    run.add_argument("--temperature", type=float, help="sampling temperature (default: the original's)")
-    run.add_argument("--seed", type=int, default=0, help="seed for sampled decoding")
-    run.add_argument("--feature-cache", help="folder for cached video features (default OUT/features)")
     run.add_argument("--device", default="auto")
     run.add_argument("--dtype", default=None, help="float32, float16 or bfloat16 (default: per device)")
-    run.add_argument("--model-id", help="model_id written in the answers (default: the model folder's name)")
-    run.add_argument("--no-progress", action="store_true")
+    add_settings_flags(run, RunSettings)
     run.set_defaults(run=_run)
 
     score = sub.add_parser("score", help=_score.__doc__, description=_score.__doc__)

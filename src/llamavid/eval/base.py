@@ -3,7 +3,7 @@ the official scoring (`score`).
 
 A question is an `Item`: one media item (image, video or none) and one or more `Request`s about it (the
 Video-ChatGPT consistency set asks two questions of one video). Each request is a user message in the model's
-chat template plus the Q-Former prompt the original used for it (spec section 2.4).
+chat template plus the Q-Former prompt the original used for it.
 """
 
 from __future__ import annotations

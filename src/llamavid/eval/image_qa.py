@@ -2,7 +2,7 @@
 
 One JSON line per question, `{question_id, image, text, ...}`; the prompt is "<image>\\n" + `text` in one user turn,
 the Q-Former sees `text` verbatim (answer-format suffix and newline included), images are padded to a square per
-the model config, greedy decoding with 128 new tokens (spec 7.1).
+the model config, greedy decoding with 128 new tokens.
 """
 
 from __future__ import annotations

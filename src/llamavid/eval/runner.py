@@ -19,7 +19,7 @@ import json
 import math
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
@@ -31,20 +31,42 @@ FPS = 1.0  # the video benchmarks' sampling rate
 
 @dataclass
 class RunSettings:
-    batch_size: int = 1
-    limit: int | None = None
-    num_shards: int = 1
-    shard_index: int = 0
-    split: str | None = None
-    max_new_tokens: int | None = None
-    greedy: bool = False  # override the original's sampling (video benchmarks sample at temperature 0.2)
-    temperature: float | None = None
-    seed: int = 0
-    feature_cache: Path | None = None
-    model_id: str = "llamavid"
-    progress: bool = True
+    """How `llamavid eval run` generates answers; each field is one of its flags."""
+
+    batch_size: int = field(default=1, metadata={"help": "questions generated together"})
+    limit: int | None = field(default=None, metadata={"help": "only the first N questions (a quick look)"})
+    num_shards: int | None = field(
+        default=None,
+        metadata={"help": "split the questions into N contiguous shards (default: one a process under "
+                          "accelerate launch or torchrun, from WORLD_SIZE)"},
+    )
+    shard_index: int | None = field(
+        default=None, metadata={"help": "which shard this process answers, 0-based (default: RANK, else 0)"}
+    )
+    split: str | None = field(
+        default=None, metadata={"help": "vqav2: test-dev|val; vizwiz: test|val; mmbench: tsv file stem"}
+    )
+    max_new_tokens: int | None = field(
+        default=None, metadata={"help": "answer length (default: the original's, 128 or 1024 for MMBench/SQA/video)"}
+    )
+    greedy: bool = field(default=False, metadata={"help": "greedy decoding for the video benchmarks too"})
+    temperature: float | None = field(default=None, metadata={"help": "sampling temperature (default: the original's)"})
+    seed: int = field(default=0, metadata={"help": "seed of sampled decoding"})
+    feature_cache: Path | None = field(
+        default=None, metadata={"help": "folder for cached video features (default OUT/features)"}
+    )
+    model_id: str | None = field(
+        default=None, metadata={"help": "model_id written in the answers (default: the model folder's name)"}
+    )
+    progress: bool = field(default=True, metadata={"help": "no progress bar", "flag": "--no-progress"})
 
     def __post_init__(self):
+        if self.num_shards is None:  # accelerate launch / torchrun: one shard per process
+            self.num_shards = int(os.environ.get("WORLD_SIZE", "1"))
+            if self.shard_index is None:
+                self.shard_index = int(os.environ.get("RANK", "0"))
+        self.shard_index = self.shard_index or 0
+        self.model_id = self.model_id or "llamavid"
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:

@@ -4,7 +4,7 @@ Prompts as `model_vqa_science.py --single-pred-prompt`: the first human message 
 stripped, "\\nAnswer with the option's letter from the given choices directly." appended; "<image>\\n" in front
 when the problem has an image; the Q-Former sees the logged prompt without "<image>" and outer newlines; 1024 new
 tokens. Images are *not* padded to a square here (the original preprocesses them directly). Text-only problems
-crash the original (spec 8.9); we answer them without media.
+crash the original; we answer them without media.
 
 Official parsing (`eval_science_qa.py`): the text is exactly a letter A-E; or starts with "X. "; or contains
 exactly one match of the regex "The answer is ([A-Z])." (the final "." matches any character, so "The answer is

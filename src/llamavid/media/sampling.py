@@ -2,10 +2,10 @@
 
 Rules (``fps`` sampling is the default; ``num_frames`` asks for a fixed count):
 
-* **Constant frame rate, ``fps`` given** — exactly the original LLaMA-VID rule (spec 4.3):
+* **Constant frame rate, ``fps`` given** — exactly the original LLaMA-VID rule:
   ``step = round(native_fps / fps)`` and frame indices ``0, step, 2*step, ... < N``, all of
   them. Unlike the original, ``step`` is at least 1, so ``fps`` above the native rate keeps
-  every frame and ``fps < 0.5`` no longer crashes with a zero step (spec 8.20).
+  every frame and ``fps < 0.5`` no longer crashes with a zero step (the original's does).
 * **Variable frame rate** (or a stream whose timestamps drift from ``index / native_fps``)
   — chosen by time: targets ``0, 1/fps, 2/fps, ...`` seconds, each the first frame whose
   timestamp is at or after the target; a target already passed by a long frame is skipped,

@@ -1,7 +1,7 @@
 """Subtitles: SubRip (``.srt``) and WebVTT (``.vtt``) parsing, and alignment to frames.
 
 LLaMA-VID's movie mode interleaves each sampled frame with the subtitle lines spoken
-around it (spec 4.8). Parsing here is tolerant where real subtitle files are messy:
+around it. Parsing here is tolerant where real subtitle files are messy:
 
 * encodings: UTF-8 (with or without BOM), UTF-16 (BOM, or guessed from NUL bytes), else
   cp1252 and finally Latin-1, which never fails;
@@ -126,12 +126,12 @@ def load_subtitles(path: str | os.PathLike, *, remove_ellipsis: bool = False) ->
 
 
 def align_subtitles(subtitles: list[Subtitle], frame_timestamps) -> list[list[str]]:
-    """Attach each subtitle to one frame, as LLaMA-VID's movie mode does (spec 4.8).
+    """Attach each subtitle to one frame, as LLaMA-VID's movie mode does.
 
     A subtitle goes to the last frame shown before it **ends** (the last frame whose time is
     below the subtitle's end time). Like the original, a pointer over the frames only moves
     forward, so subtitles are taken in the given (file) order. Difference with the original
-    (spec 8.23): a subtitle ending at or before the first frame goes to the **first** frame,
+    (the original's bug): a subtitle ending at or before the first frame goes to the **first** frame,
     not the last one. Returns one list of texts per frame.
     """
     times = np.asarray(frame_timestamps, dtype=np.float64)

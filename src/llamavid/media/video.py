@@ -1,14 +1,14 @@
 """Video loading with PyAV: the frames LLaMA-VID would pick, decoded as fast as the file allows.
 
 The original decodes with decord and keeps frames ``0, step, 2*step, ...`` with
-``step = round(native_fps / fps)`` (spec 4.3); :mod:`.sampling` keeps that rule for
+``step = round(native_fps / fps)``; :mod:`.sampling` keeps that rule for
 constant-frame-rate video and falls back to timestamps for variable frame rates.
 
 How we decode, and why:
 
 * **Sequential by default.** At 1 fps on usual encodes (a keyframe every 2-10 s) every
-  frame has to be decoded anyway, so seeking to each sample only adds work (measured:
-  3.6x real time seeking each second versus 27x decoding straight through, 720p h264).
+  frame has to be decoded anyway, so seeking to each sample only adds work (several times
+  slower than decoding straight through: `benchmarks/decode.py`).
   Decoding uses PyAV's frame + slice threading, and only the kept frames are converted to
   RGB, directly at the requested ``size`` in one swscale call.
 * **Seeking only when samples are sparser than the keyframes** — for example 32 frames of

@@ -1,4 +1,4 @@
-"""Chat templates of the released LLaMA-VID models (spec section 4.4), as data.
+"""Chat templates of the released LLaMA-VID models as data.
 
 The released video and image models were trained with `imgsp_v1` (same text as `vicuna_v1`); the original CLI
 used `llava_v1` ("curious human") at inference, a mismatch we do not copy: a converted model's config names the

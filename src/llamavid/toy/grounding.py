@@ -1,4 +1,4 @@
-"""Stage 0, second part: pretrain the tiny Q-Former to look where a prompt points (issue 11, item 5).
+"""Stage 0, second part: pretrain the tiny Q-Former to look where a prompt points.
 
 The released models start from InstructBLIP's Q-Former, pretrained to relate text to image regions; its
 queries already follow the words of a prompt. LLaMA-VID's context token is built on that: the text-aware

@@ -1,4 +1,4 @@
-"""Stage 0 for tiny models: pretrain the vision tower with dense supervision, then freeze it (issue 11, item 5).
+"""Stage 0 for tiny models: pretrain the vision tower with dense supervision, then freeze it.
 
 The released models start from a pretrained EVA-CLIP that stays frozen; a toy model has no such tower, and one
 learned only through the answer tokens never separates shape or motion (facts.md). So before the LLaMA-VID

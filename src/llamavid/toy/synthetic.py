@@ -1,4 +1,4 @@
-"""A synthetic moving-shapes video QA set, written as any user's LLaVA-format data (issue 11, item 4).
+"""A synthetic moving-shapes video QA set, written as any user's LLaVA-format data.
 
 Each video: 64x64 pixels (or larger), `seconds` (>= 6) long, encoded with PyAV (H.264) at `encode_fps`, so
 sampling at 1 fps gives one frame a second. One or two shapes (circle, square, triangle) in four colours move
@@ -74,9 +74,8 @@ ONE_WORD = " Answer with one word."
 
 @dataclass
 class SyntheticSettings:
-    """Size and difficulty of the set; the defaults are the issue's minimum, not easier. 2000 videos: with 400
-    the tiny model learned the 320 training videos (train 80 % vs held-out 56 % exact match), with 2000 it
-    generalises (64 % on both)."""
+    """Size and difficulty of the set. 2000 videos by default: a few hundred a toy model learns by heart instead of
+    generalising (docs/experiments.md)."""
 
     num_videos: int = 2000
     heldout_videos: int = 200

@@ -1,7 +1,7 @@
 """Training for LLaMA-VID: the released three-stage recipe (alignment, instruction tuning, long video), plus a
 stage 0 that pretrains a tiny vision tower for toy models.
 
-* `preprocess`: per-template input ids, labels and Q-Former prompts (spec sections 2.4, 4.5);
+* `preprocess`: per-template input ids, labels and Q-Former prompts;
 * `data`: lazily loaded LLaVA-format datasets (images, videos, long-video feature files) with counted errors;
 * `collator`: truncation, placeholder expansion, padding, media batching;
 * `stages`: which modules train in each stage, as a typed setting;

@@ -1,4 +1,4 @@
-"""Batching training samples (spec 4.6): truncate, expand placeholders, right-pad, gather media and prompts.
+"""Batching training samples: truncate, expand placeholders, right-pad, gather media and prompts.
 
 Text ids are truncated to `model_max_length` BEFORE the visual expansion, as in the original (a placeholder
 counts one id), so the real sequence may be longer. Then each surviving placeholder becomes

@@ -1,4 +1,4 @@
-"""LLaVA-format training data, loaded lazily (spec 4.1-4.3, 4.8).
+"""LLaVA-format training data, loaded lazily.
 
 A data file is a JSON list (or JSON lines) of records `{"id", "image" | "video", "conversations"}`; `image`
 is relative to `image_folder`, `video` to `video_folder`; a `video` ending in `.pkl` is a long-video feature
@@ -132,7 +132,7 @@ def repeat_by_type(records: list[dict], repeats: dict[str, int] | None, source="
 
 
 def modality_lengths(records: list[dict]) -> list[int]:
-    """Spec 4.7: words over all messages, positive for samples with media, negative for text-only ones."""
+    """The length the sampler groups by: words over all messages, positive for samples with media, negative for text-only ones."""
     lengths = []
     for record in records:
         words = sum(len(m.get("value", "").split()) for m in record["conversations"])

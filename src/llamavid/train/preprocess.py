@@ -1,4 +1,4 @@
-"""Per-template preprocessing of one conversation: LLM ids, labels and Q-Former prompts (spec 2.4, 4.5).
+"""Per-template preprocessing of one conversation: LLM ids, labels and Q-Former prompts.
 
 The released weights depend on these details, so they follow the original exactly:
 
@@ -91,7 +91,7 @@ def normalise_placeholders(messages: list[dict]) -> list[dict]:
 
 
 def qformer_prompt(text: str) -> str:
-    """The training prompt of a human turn: `<image>` and every newline removed, no space inserted (quirk 14)."""
+    """The training prompt of a human turn: `<image>` and every newline removed, no space inserted, as the original."""
     return text.replace(IMAGE_PLACEHOLDER, "").replace("\n", "").strip()
 
 
@@ -137,7 +137,7 @@ def preprocess(
 ) -> Preprocessed:
     """Ids, labels and prompts for one conversation (list of {"from": "human"|"gpt", "value": str}).
 
-    `movie_inputs` (long-video samples, spec 4.3.3): the interleaved "<image><image>subtitle..." string that
+    `movie_inputs` (long-video samples): the interleaved "<image><image>subtitle..." string that
     replaces the placeholder after it moved to the front; the prompt is the message without it.
     """
     if template not in SUPPORTED_TEMPLATES:

@@ -40,7 +40,7 @@ from .data import DataSettings
 from .stages import StageSettings
 
 TRAINING_DEFAULTS = {
-    # spec 5.1: AdamW, no weight decay, 3% warm-up, cosine, one epoch; save every 1000 steps, keep one.
+    # the releases': AdamW, no weight decay, 3% warm-up, cosine, one epoch; save every 1000 steps, keep one.
     "optim": "adamw_torch",
     "weight_decay": 0.0,
     "warmup_steps": 0.03,  # a fraction of the steps when below 1

@@ -77,7 +77,7 @@ def _compose(source: ModelSource):
 
 
 def extend_context(model, max_length: int) -> None:
-    """Spec 5.4: linear RoPE scaling by ceil(max_length / max_position_embeddings) when the stage needs more."""
+    """The original's stage 3: linear RoPE scaling by ceil(max_length / max_position_embeddings) when the stage needs more."""
     text = model.config.text_config
     current = (getattr(text, "rope_scaling", None) or {}).get("factor", 1.0) or 1.0
     if max_length > text.max_position_embeddings * current:

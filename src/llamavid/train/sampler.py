@@ -1,11 +1,11 @@
-"""The modality-grouped length sampler of stages 2 and 3 (spec 4.7, LLaVA's `group_by_modality_length`).
+"""The modality-grouped length sampler of stages 2 and 3 (LLaVA's `group_by_modality_length`).
 
 Multimodal and text-only samples are grouped separately so that a batch holds one kind; within a megabatch
 (world size x per-device batch) samples are sorted by length and spread over the devices with balanced total
 length, so ranks finish their steps together.
 
 Differences with the original: a data set with only one modality is shuffled by length alone instead of
-crashing (quirk 18); the permutation uses a generator seeded from the run seed and the epoch (the original
+crashing (the original's does); the permutation uses a generator seeded from the run seed and the epoch (the original
 uses the global RNG), so a resumed run sees the same order.
 """
 
@@ -45,7 +45,7 @@ def length_grouped(lengths: list[int], batch_size: int, world_size: int, generat
 
 
 def modality_grouped(lengths: list[int], batch_size: int, world_size: int, generator) -> list[int]:
-    """Spec 4.7 order: positive lengths = samples with media, negative = text-only."""
+    """The original's order: positive lengths = samples with media, negative = text-only."""
     if any(length == 0 for length in lengths):
         raise DataError("modality lengths must be non-zero (a sample with no words?)")
     media = [i for i, length in enumerate(lengths) if length > 0]

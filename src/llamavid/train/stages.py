@@ -1,6 +1,6 @@
 """Which modules train in each stage, as a typed setting (instead of the original's `bert_type` substrings).
 
-Released recipes (spec 1.8; the vision tower is always frozen):
+Released recipes (the vision tower is always frozen):
 
 | stage | trains | frozen |
 |---|---|---|

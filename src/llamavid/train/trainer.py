@@ -1,6 +1,6 @@
 """The `Trainer` subclass: only what must differ from transformers' Trainer.
 
-* the modality-grouped length sampler of stages 2-3 (spec 4.7) when `group_by_modality_length`;
+* the modality-grouped length sampler of stages 2-3 when `group_by_modality_length`;
 * a loss computed on the labelled positions only (logits for the other positions are never built: with a
   large vocabulary the output layer dominates a short-answer step), mean over labelled tokens like the
   original's shifted cross-entropy;
@@ -8,7 +8,7 @@
   prompt) runs through the LLM once and its keys/values serve the whole batch: the same loss and gradients
   (the prefix attends only to itself), fewer LLM tokens a step;
 * stage 1 saves only the visual-token weights (`visual_adapter.safetensors` + config.json, the original's
-  `mm_projector.bin`), and can resume from such checkpoints (the original could not: quirk 21).
+  `mm_projector.bin`), and can resume from such checkpoints (the original could not).
 """
 
 from __future__ import annotations
