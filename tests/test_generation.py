@@ -15,9 +15,9 @@ from llamavid.inference.engine import ChatEngine
 from llamavid.inference.generation import (
     GenerationSettings,
     TextStream,
+    _overlap,
     generate_arguments,
     generator_for,
-    held_back,
 )
 from llamavid.model.chat_templates import TEMPLATES, VICUNA_SYSTEM, ChatTemplate
 from llamavid.serve.server import Server
@@ -29,11 +29,11 @@ HASH_STOP = ChatTemplate("hash_stop", VICUNA_SYSTEM, ("USER", "ASSISTANT"), "sin
 
 
 def test_held_back_is_the_longest_suffix_that_could_start_a_stop_string():
-    assert held_back("answer ##", ["###"]) == 2
-    assert held_back("answer #", ["###", "</s>"]) == 1
-    assert held_back("answer </", ["###", "</s>"]) == 2
-    assert held_back("answer", ["###"]) == 0
-    assert held_back("##", ["###"]) == 2
+    assert _overlap("answer ##", ["###"]) == 2
+    assert _overlap("answer #", ["###", "</s>"]) == 1
+    assert _overlap("answer </", ["###", "</s>"]) == 2
+    assert _overlap("answer", ["###"]) == 0
+    assert _overlap("##", ["###"]) == 2
 
 
 class _Characters:

@@ -2,8 +2,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from transformers import AutoProcessor, ProcessorMixin
+from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
+from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-from llamavid.model.processing import Video, pad_colour, pad_to_square
+from llamavid.model.modeling import LlamaVidForConditionalGeneration
+from llamavid.model.processing import LlamaVidProcessor, Video, pad_colour, pad_to_square
+from llamavid.toy.demo import DEMO_MODEL
 
 
 def test_pad_to_square_centres_on_the_truncated_mean_colour():
@@ -97,3 +102,65 @@ def test_one_prompt_per_placeholder(tiny, image):
     inputs = processor(["<image> a <image> b"], media=[[image, image]], qformer_text=[["a", "b"]])
     assert inputs["segment_media_index"].tolist() == [0, 1]
     assert inputs["pixel_values"].shape[0] == 2
+
+
+def _same_inputs(first, second):
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+
+
+def test_auto_processor_opens_a_saved_folder_with_the_same_outputs(tiny, image, video, tmp_path):
+    model, processor = tiny
+    model.config.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    assert not (tmp_path / "processor_config.json").exists()  # the settings live in config.json only
+    assert not (tmp_path / "chat_template.jinja").exists()
+    loaded = AutoProcessor.from_pretrained(tmp_path)
+    assert type(loaded) is LlamaVidProcessor
+    assert type(loaded.image_processor) is CLIPImageProcessorPil
+    assert loaded.config.to_dict() == model.config.to_dict()
+    for text, media, prompt in [
+        ("USER: <image>\nWhat colour? ASSISTANT:", [image], "What colour?"),
+        ("USER: <video>\nDescribe. ASSISTANT:", [Video(video)], "Describe."),
+    ]:
+        expected = processor(text, media=media, qformer_text=prompt)
+        assert "pixel_values" in expected and "qformer_input_ids" in expected
+        _same_inputs(loaded(text, media=media, qformer_text=prompt), expected)
+
+
+def test_importing_the_model_registers_the_processor_with_auto_processor():
+    assert PROCESSOR_MAPPING[LlamaVidForConditionalGeneration.config_class] is LlamaVidProcessor
+
+
+def test_auto_processor_opens_the_bundled_demo_folder_without_an_llm_tokenizer(image, video):
+    loaded = AutoProcessor.from_pretrained(DEMO_MODEL)
+    direct = LlamaVidProcessor.from_pretrained(DEMO_MODEL)
+    assert type(loaded) is LlamaVidProcessor and loaded.tokenizer is None
+    assert type(loaded.image_processor) is CLIPImageProcessorPil
+    assert loaded.config.to_dict() == direct.config.to_dict()
+    image_pixels = loaded.preprocess(image)
+    assert image_pixels.shape == (1, 3, 64, 64)
+    assert torch.equal(image_pixels, direct.preprocess(image))
+    assert torch.equal(loaded.preprocess(Video(video)), direct.preprocess(Video(video)))
+    ids, mask = loaded.tokenize_qformer(["Which shape moved left first, the red circle?"])
+    tok = loaded.qformer_tokenizer
+    assert tok.unk_token_id not in ids[0].tolist() and tok.bos_token == "[DEC]"
+    assert tok.convert_ids_to_tokens(ids[0, -3:-1].tolist()) == ["circle", "?"]
+    expected_ids, expected_mask = direct.tokenize_qformer(["Which shape moved left first, the red circle?"])
+    assert torch.equal(ids, expected_ids) and torch.equal(mask, expected_mask)
+
+
+def test_processor_is_a_transformers_processor_whose_dict_leaves_the_config_out(tiny):
+    model, processor = tiny
+    assert isinstance(processor, ProcessorMixin)
+    assert processor.get_attributes() == ["image_processor", "tokenizer", "qformer_tokenizer"]
+    assert processor.chat_template is None  # the template is the one named by config.chat_template
+    described = processor.to_dict()
+    assert set(described) == {"image_processor", "processor_class"}
+    assert described["processor_class"] == "LlamaVidProcessor"
+    adapter = LlamaVidProcessor(processor.image_processor, None, processor.qformer_tokenizer, model.config)
+    assert adapter.tokenizer is None and adapter.config is model.config
+    swapped = (processor.tokenizer, processor.image_processor, processor.qformer_tokenizer)
+    with pytest.raises(TypeError, match="image_processor"):
+        LlamaVidProcessor(*swapped, model.config)

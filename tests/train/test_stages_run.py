@@ -192,24 +192,27 @@ def test_dataset_counts_load_errors_and_can_fail(toy_data, tmp_path):
 
 def test_shared_prefix_gives_the_same_losses(toy_data, tmp_path, monkeypatch):
     """The batch's common prefix (BOS + system prompt) run once gives the same loss curve as full rows."""
-    from llamavid.train.trainer import LlamaVidTrainer
+    from transformers.models.llama.modeling_llama import LlamaModel
 
-    prefixes = []
-    forward = LlamaVidTrainer._forward_with_shared_prefix
+    shapes, forward = [], LlamaModel.forward
 
-    def counted(model, inputs, prefix, keep):
-        prefixes.append(prefix)
-        return forward(model, inputs, prefix, keep)
+    def recording(self, *args, **kwargs):  # what the LLM is asked to run: (rows, tokens) of each call
+        embeds = kwargs.get("inputs_embeds")
+        shapes[-1].append(tuple(embeds.shape[:2]))
+        return forward(self, *args, **kwargs)
 
-    monkeypatch.setattr(LlamaVidTrainer, "_forward_with_shared_prefix", staticmethod(counted))
+    monkeypatch.setattr(LlamaModel, "forward", recording)
     curves = []
     for shared in (False, True):
         raw = toy_recipe(toy_data, tmp_path / f"run-{shared}")
         raw["stages"][1]["shared_prefix"] = shared
+        shapes.append([])
         curves.append(run_recipe(recipe_from_dict(raw))["stage2"]["losses"])
     assert len(curves[0]) == 3
     assert curves[1] == pytest.approx(curves[0], rel=1e-4)
-    assert len(prefixes) == 3 and min(prefixes) > 10  # BOS + the Vicuna system prompt, once a step
+    prefix_runs = [length for rows, length in shapes[1] if rows == 1]
+    assert len(prefix_runs) == 3 and min(prefix_runs) > 10  # BOS + the Vicuna system prompt, once a stage-2 step
+    assert not [shape for shape in shapes[0] if shape[0] == 1]  # without it, whole batches only
 
 
 def test_visual_lr_scale_gives_the_token_generator_its_own_learning_rate(toy_data, tmp_path):

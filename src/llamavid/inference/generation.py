@@ -39,7 +39,7 @@ def generate_arguments(settings: GenerationSettings, pad_token_id: int, max_new_
     return arguments
 
 
-def held_back(text: str, stops: Sequence[str]) -> int:
+def _overlap(text: str, stops: Sequence[str]) -> int:
     """Characters at the end of `text` that could be the start of a stop string (the longest suffix of `text`
     that is a proper prefix of one of `stops`): streamed text keeps them until the next token decides."""
     longest = 0
@@ -69,7 +69,7 @@ class TextStream:
             return self._take(text[:cut]), True
         if text.endswith("\ufffd"):  # a character split across tokens: wait for the rest of it
             return "", False
-        return self._take(text[: len(text) - held_back(text, self.stops)]), False
+        return self._take(text[: len(text) - _overlap(text, self.stops)]), False
 
     def close(self) -> str:
         """What is left to show when the row ends for another reason (EOS, its budget)."""
@@ -245,5 +245,4 @@ __all__ = [
     "TextStream",
     "generate_arguments",
     "generator_for",
-    "held_back",
 ]

@@ -34,7 +34,8 @@ class VideoClip:
     rotation: int = 0
     source: str | None = None
     approximate: bool = False
-    #: container format and pixel format, for logs and debugging
+    #: container format, pixel format and how the frames were read ("sequential", "seeking" or "keyframes"),
+    #: for logs and debugging
     extra: dict = field(default_factory=dict)
 
     def __len__(self) -> int:

@@ -271,13 +271,16 @@ def _load_with_pyav(path, head, fps, num_frames, max_frames, size, approximate, 
         if approximate:
             stream.codec_context.skip_frame = "NONKEY"
             decoder.run_sequential(progress, approximate=True)
+            decoding = "keyframes"
         else:
             keyframes = _keyframes_if_sparse(container, stream, info, selector)
             if keyframes is not None:
                 decoder.run_seeking(keyframes, progress)
+                decoding = "seeking"
             else:
                 decoder.run_sequential(progress)
-        return decoder.clip(approximate)
+                decoding = "sequential"
+        return decoder.clip(approximate, decoding)
     except MediaError:
         raise
     except av.error.FFmpegError as error:
@@ -566,7 +569,7 @@ class _Decoder:
 
     # -- result
 
-    def clip(self, approximate: bool) -> VideoClip:
+    def clip(self, approximate: bool, decoding: str) -> VideoClip:
         path = str(self.path)
         if not self.frames:
             if self.errors:
@@ -598,6 +601,10 @@ class _Decoder:
             rotation=self.rotation,
             source=path,
             approximate=approximate,
-            extra={"container": self.container.format.name, "pixel_format": self.stream.codec_context.pix_fmt},
+            extra={
+                "container": self.container.format.name,
+                "pixel_format": self.stream.codec_context.pix_fmt,
+                "decoding": decoding,
+            },
         )
 

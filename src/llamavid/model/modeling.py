@@ -27,6 +27,7 @@ from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoModelForImageTextToText,
+    AutoProcessor,
     GenerationMixin,
     PreTrainedModel,
 )
@@ -37,6 +38,7 @@ from transformers.models.instructblip.modeling_instructblip import (
 )
 
 from .configuration import LlamaVidConfig
+from .processing import LlamaVidProcessor
 
 VISUAL_INPUTS = (
     "visual_tokens",
@@ -455,6 +457,7 @@ class LlamaVidForConditionalGeneration(LlamaVidPreTrainedModel, GenerationMixin)
 
 AutoConfig.register(LlamaVidConfig.model_type, LlamaVidConfig, exist_ok=True)
 AutoModelForImageTextToText.register(LlamaVidConfig, LlamaVidForConditionalGeneration, exist_ok=True)
+AutoProcessor.register(LlamaVidConfig, LlamaVidProcessor, exist_ok=True)
 
 __all__ = [
     "LlamaVidForConditionalGeneration",

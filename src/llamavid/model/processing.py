@@ -8,6 +8,12 @@ chunk keeps its BOS.
 
 Images are padded to a square with the mean colour when `config.pad_to_square` (as the released models were
 trained); video frames never are, as in the original.
+
+It is a transformers `ProcessorMixin`, so `AutoProcessor.from_pretrained(folder)` opens a llamavid folder once
+`llamavid.model.modeling` is imported. The folder layout and the loading stay ours: the config (config.json) is the
+one record of the processing settings, so no processor_config.json is written, the image processor is always the
+PIL `CLIPImageProcessorPil` the pixels were checked with, and an adapter folder has no LLM tokenizer until its base
+LLM's is attached.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from transformers import AutoTokenizer, BatchFeature, BertTokenizer
+from transformers import AutoTokenizer, BatchFeature, BertTokenizer, ProcessorMixin
 from transformers.models.bert.tokenization_bert import load_vocab
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
@@ -90,14 +96,29 @@ def _as_frames(item) -> tuple[list[Image.Image], bool]:
     )
 
 
-class LlamaVidProcessor:
-    """Prepares model inputs; see the module docstring. Saved and loaded beside the model."""
+class LlamaVidProcessor(ProcessorMixin):
+    """Prepares model inputs; see the module docstring. Saved and loaded beside the model.
+
+    transformers' `chat_template` (a Jinja template) stays None: the conversation format is the template named by
+    `config.chat_template`, rendered by `render_chat`.
+    """
 
     def __init__(self, image_processor, tokenizer, qformer_tokenizer, config: LlamaVidConfig):
-        self.image_processor = image_processor
-        self.tokenizer = tokenizer
-        self.qformer_tokenizer = qformer_tokenizer
+        super().__init__(image_processor, tokenizer, qformer_tokenizer)
         self.config = config
+
+    def check_argument_for_proper_class(self, argument_name, argument):
+        """transformers' check of each part's class, except that the LLM tokenizer may be None (an adapter folder's
+        comes from its base LLM after loading)."""
+        if argument_name == "tokenizer" and argument is None:
+            return None
+        return super().check_argument_for_proper_class(argument_name, argument)
+
+    def to_dict(self) -> dict:
+        """transformers' description of the processor, without the model config, whose record is config.json."""
+        data = super().to_dict()
+        data.pop("config", None)
+        return data
 
     # -- images ----------------------------------------------------------------------------------------------
 
@@ -264,8 +285,10 @@ class LlamaVidProcessor:
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | Path, config: LlamaVidConfig | None = None
+        cls, directory: str | Path, config: LlamaVidConfig | None = None, **kwargs
     ) -> LlamaVidProcessor:
+        """The processor of a saved folder. `kwargs` are the Hub options that `AutoProcessor.from_pretrained` passes
+        on (revision, cache_dir, ...): a local folder has no use for them."""
         directory = Path(directory)
         config = config or LlamaVidConfig.from_pretrained(directory)
         image_processor = CLIPImageProcessorPil.from_pretrained(directory)
