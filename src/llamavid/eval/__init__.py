@@ -3,7 +3,7 @@ the official scoring rules, and an LLM judge through any OpenAI-compatible endpo
 
 One module per benchmark (`gqa`, `pope`, `mme`, `seed`, `scienceqa`, `vizwiz`, `vqav2`, `mmbench`, `video`) loads
 the official files, builds the original's prompts and scores answers; `runner` generates answers; `judge` talks to
-the judge; `cli` is `llamavid eval run|score|merge`. See docs/evaluation.md.
+the judge; the command is `llamavid.cli.eval` (`llamavid eval run|score|merge`). See docs/evaluation.md.
 """
 
 from __future__ import annotations

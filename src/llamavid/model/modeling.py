@@ -17,7 +17,6 @@ Differences with the original implementation (numerically identical outputs, see
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -80,7 +79,7 @@ def build_content_projector(kind: str, in_dim: int, out_dim: int) -> nn.Module:
 
 
 class VisualTokenGenerator(nn.Module):
-    """Turns vision features and Q-Former prompts into LLM tokens (paper section 3.1, spec sections 1.4-1.6).
+    """Turns vision features and Q-Former prompts into LLM tokens (paper section 3.1).
 
     For each (frame, prompt) pair:
 
@@ -368,8 +367,6 @@ class LlamaVidForConditionalGeneration(LlamaVidPreTrainedModel, GenerationMixin)
             inputs_embeds = self.embed_inputs(input_ids, visual_tokens)
         if labels is not None and input_ids is not None:
             labels = labels.masked_fill(input_ids == self.config.image_token_id, -100)
-        if self._llm_adapter_names is not None:
-            kwargs["adapter_names"] = self._llm_adapter_names
         outputs = self.language_model(
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -388,35 +385,6 @@ class LlamaVidForConditionalGeneration(LlamaVidPreTrainedModel, GenerationMixin)
             attentions=outputs.attentions,
             visual_tokens=visual_tokens,
         )
-
-    _llm_adapter_names: list[str] | None = None
-
-    def generate(self, input_ids: torch.LongTensor | None = None, **kwargs):
-        """GenerationMixin's, except that with `config.llm_adapter_visual_only` (a LoRA taught on visual turns
-        only) the rows without visual placeholders run the base LLM, so plain questions are answered as the
-        base model answers them. The choice is per row and holds for the whole generation."""
-        with self._llm_adapter_scope(input_ids):
-            return super().generate(input_ids=input_ids, **kwargs)
-
-    def _llm_adapter_scope(self, input_ids):
-        llm = self.language_model
-        if not self.config.llm_adapter_visual_only or input_ids is None or not hasattr(llm, "disable_adapter"):
-            return contextlib.nullcontext()
-        visual = (input_ids == self.config.image_token_id).any(dim=1).tolist()
-        if all(visual):
-            return contextlib.nullcontext()
-        if not any(visual):
-            return llm.disable_adapter()
-        return self._adapter_rows([llm.active_adapter if v else "__base__" for v in visual])
-
-    @contextlib.contextmanager
-    def _adapter_rows(self, names: list[str]):
-        """peft's mixed batch: each row names its adapter (`__base__`: none) in every forward of the block."""
-        self._llm_adapter_names = names
-        try:
-            yield
-        finally:
-            self._llm_adapter_names = None
 
     def prepare_inputs_for_generation(self, *args, is_first_iteration: bool | None = False, **kwargs):
         """Visual inputs belong to the prompt: after the prefill the KV cache holds them, so drop them."""

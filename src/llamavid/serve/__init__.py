@@ -3,7 +3,7 @@
 The original LLaMA-VID served its demo with a controller, model workers and a Gradio 3 page speaking a private
 NUL-delimited protocol, and answered requests one at a time. Here one FastAPI app holds one
 engine (model, processor, feature cache); the API follows the shapes of vLLM's OpenAI-compatible server so
-existing clients work unchanged, requests that arrive together are batched into one left-padded `generate`, and
+existing clients work unchanged, requests that arrive together are batched into one left-padded generation, and
 the Gradio page is mounted on the same app and goes through the same scheduler.
 
 Modules: `settings` (limits and switches), `errors` (the JSON error shape), `schemas` (request parsing and
