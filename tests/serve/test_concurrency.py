@@ -75,7 +75,11 @@ def _ask(start: threading.Barrier, answers: list, key, answer, target, text: str
 
 
 def test_web_movie_questions_and_api_requests_at_once_get_their_lone_answers(server):
-    alone = {("movie", q): movie_answer(movie_page(server), q) for q in QUESTIONS}
+    alone = {}
+    for question in QUESTIONS:
+        page = movie_page(server)
+        alone["movie", question] = movie_answer(page, question)
+        page.close()
     alone.update({("api", p): api_answer(server, p) for p in PROMPTS})
     assert len(set(alone.values())) > 1, "the answers must tell the requests apart"
     for _ in range(3):
@@ -89,5 +93,7 @@ def test_web_movie_questions_and_api_requests_at_once_get_their_lone_answers(ser
         for thread in threads:
             thread.join(timeout=300)
         assert len(answers) == len(jobs)
+        for page in pages.values():
+            page.close()
         wrong = [key for key, text in answers if text != alone[key]]
         assert not wrong, f"answers changed by requests running at the same time: {wrong}"

@@ -228,3 +228,11 @@ def test_serve_offers_the_bundled_sample_by_default(tmp_path):
     own = tmp_path / "mine.mp4"
     own.write_bytes(b"x")
     assert serve_settings(build_parser().parse_args(["serve", "--sample-video", str(own)])).sample_video == own
+
+
+def test_a_movie_shown_after_other_media_is_refused_in_one_line(engine, server):
+    width, patches = engine.config.vision_config.hidden_size, engine.config.num_patches
+    movie = MediaFeatures(torch.randn(2, patches, width), "movie", include_cls=False, subtitles=[[], []])
+    frames = engine.encode_media(torch.randint(0, 255, (2, 20, 20, 3), dtype=torch.uint8).numpy())
+    with pytest.raises(APIError, match="cannot be mixed"):
+        server.sample([Turn("user", "First?", [frames]), Turn("assistant", "A."), Turn("user", "Then?", [movie])])

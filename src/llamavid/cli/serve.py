@@ -15,6 +15,7 @@ from .flags import add_settings_flags, settings_from_args
 
 TINY_NAME = "llamavid-tiny-random"
 DEMO_NAME = "llamavid-demo"
+GRACEFUL_SHUTDOWN_S = 5
 logger = logging.getLogger("llamavid.serve")
 
 
@@ -89,5 +90,7 @@ def run(args: argparse.Namespace) -> int:
         "serving %s on http://%s:%d (API under /v1%s)", settings.model_name, args.host, args.port,
         "" if settings.web else "; web page off",
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    # open streams (a browser tab's heartbeat) must not keep a stopped server waiting
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     return 0

@@ -34,7 +34,7 @@ FEATURE_SUFFIXES = {".safetensors", ".pkl"}
 IMAGE_SUFFIXES = (FRAME_SUFFIXES - {".gif"}) | {".ppm", ".pgm", ".jfif"}  # a .gif is read as a video
 
 
-@dataclass
+@dataclass(eq=False)  # a medium is itself: two encodings are equal only if they are one object
 class MediaFeatures:
     """Vision-tower output of one medium: (F, T, V) features, CLS kept unless `include_cls` is False.
 

@@ -134,7 +134,7 @@ def movie_text(subtitles: list[list[str]], question: str) -> str:
 def _movie_sample(processor, turns: list[Turn], chat_template, movies: list) -> Sample:
     movie = movies[0]
     first = turns[0]
-    if len(movies) > 1 or first.role != "user" or first.media != [movie]:
+    if len(movies) > 1 or first.role != "user" or len(first.media) != 1 or first.media[0] is not movie:
         raise LayoutError(
             "A movie cannot be mixed with other media: a movie conversation shows one movie, in its first "
             "message, which is the user's"
