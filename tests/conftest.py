@@ -12,6 +12,16 @@ def tiny():
 
 
 @pytest.fixture(scope="session")
+def tiny_folder(tiny, tmp_path_factory):
+    """The `tiny` model saved as a llamavid model folder (what `llamavid convert` writes)."""
+    model, processor = tiny
+    folder = tmp_path_factory.mktemp("tiny-model")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def image():
     rng = np.random.default_rng(0)
     return Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8))

@@ -13,7 +13,6 @@ from llamavid.cli.flags import flag_fields
 from llamavid.inference.settings import GenerationSettings, Sampling
 from llamavid.model.modeling import LlamaVidForConditionalGeneration
 from llamavid.serve.settings import ServeSettings
-from llamavid.testing import tiny_model_and_processor
 
 COMMANDS = ("chat", "convert", "demo", "eval", "extract-features", "serve", "train", "make-synthetic")
 
@@ -60,12 +59,8 @@ def test_flag_values_become_the_settings(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cli-model")
-    model, processor = tiny_model_and_processor(seed=1)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+def model_dir(tiny_folder):
+    return tiny_folder
 
 
 def test_a_user_error_is_one_line_and_status_2(model_dir, capsys):

@@ -16,12 +16,8 @@ from llamavid.inference.loading import (
 
 
 @pytest.fixture(scope="module")
-def saved(tiny, tmp_path_factory):
-    model, processor = tiny
-    path = tmp_path_factory.mktemp("saved")
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
+def saved(tiny_folder):
+    return tiny_folder
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])

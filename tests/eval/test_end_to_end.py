@@ -23,14 +23,8 @@ TOKENS = ["--max-new-tokens", "4", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    from llamavid.testing import tiny_model_and_processor
-
-    directory = tmp_path_factory.mktemp("tiny-model")
-    model, processor = tiny_model_and_processor(seed=0)
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return directory
+def model_dir(tiny_folder):
+    return tiny_folder
 
 
 def answers(path: Path) -> list[dict]:
