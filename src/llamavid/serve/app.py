@@ -21,7 +21,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..inference.generation import GenerationSettings
+from ..errors import LlamaVidError
+from ..inference.settings import GenerationSettings
 from .errors import APIError, error_body, error_response
 from .limits import BodyLimit
 from .logs import RequestLog
@@ -114,7 +115,8 @@ async def _chat(request: Request, server: Server):
                            f"`{server.settings.model_name}`", status=404, param="model")
         sample, hits = await run_in_threadpool(prepare, server, chat)
         settings = GenerationSettings(temperature=chat.temperature, top_p=chat.top_p, seed=chat.seed)
-    except APIError as error:
+    except (APIError, LlamaVidError) as error:  # the client's mistake: a 4xx with its message
+        error = error if isinstance(error, APIError) else APIError(str(error))
         record.failed(error.status, error.message)
         return error_response(error)
     except Exception as error:  # a bug, not the client's fault: say so in one line, keep serving

@@ -20,8 +20,8 @@ import queue
 import uuid
 from pathlib import Path
 
-from ..inference.generation import GenerationSettings
 from ..inference.inputs import Turn
+from ..inference.settings import GenerationSettings
 from .errors import APIError
 from .logs import RequestLog
 from .schemas import MediaRef
