@@ -10,6 +10,8 @@ import pytest
 
 from llamavid.cli import build_parser, main
 from llamavid.cli.flags import flag_fields
+from llamavid.eval.judge import JudgeSettings
+from llamavid.eval.runner import RunSettings
 from llamavid.inference.settings import GenerationSettings, Sampling
 from llamavid.model.modeling import LlamaVidForConditionalGeneration
 from llamavid.serve.settings import ServeSettings
@@ -36,10 +38,11 @@ def _flag(field: dataclasses.Field) -> str:
     return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
 
 
-@pytest.mark.parametrize(("command", "settings"), [("chat", GenerationSettings), ("chat", Sampling),
-                                                   ("serve", ServeSettings)])
+@pytest.mark.parametrize(("command", "settings"), [(("chat",), GenerationSettings), (("chat",), Sampling),
+                                                   (("serve",), ServeSettings), (("eval", "run"), RunSettings),
+                                                   (("eval", "score"), JudgeSettings)])
 def test_a_commands_flags_are_its_settings_fields(help_of, command, settings):
-    text = help_of(command)
+    text = help_of(*command)
     for field in flag_fields(settings):
         assert _flag(field) in text, field.name
         assert " ".join(field.metadata["help"].split()[:3]) in " ".join(text.split()), field.name

@@ -80,20 +80,10 @@ def _score(args: argparse.Namespace) -> int:
 def _make_judge(args: argparse.Namespace, answers: Path):
     from ..eval.judge import Judge, JudgeSettings
 
-    if not args.judge_base_url or not args.judge_model:
+    if not args.base_url or not args.model:
         raise UsageError("video benchmarks are scored by an LLM judge: give --judge-base-url and --judge-model")
-    cache = Path(args.judge_cache) if args.judge_cache else answers.with_name(answers.name + ".judge-cache")
-    return Judge(
-        JudgeSettings(
-            base_url=args.judge_base_url,
-            model=args.judge_model,
-            api_key=os.environ.get("OPENAI_API_KEY"),
-            cache_dir=cache,
-            max_retries=args.judge_retries,
-            concurrency=args.judge_concurrency,
-            backoff_s=args.judge_backoff,
-        )
-    )
+    cache = Path(args.cache_dir) if args.cache_dir else answers.with_name(answers.name + ".judge-cache")
+    return Judge(settings_from_args(args, JudgeSettings, api_key=os.environ.get("OPENAI_API_KEY"), cache_dir=cache))
 
 
 def _merge(args: argparse.Namespace) -> int:
@@ -119,6 +109,7 @@ def format_table(name: str, result: dict, prefix: str = "") -> str:
 
 
 def register(commands) -> None:
+    from ..eval.judge import JudgeSettings
     from ..eval.runner import RunSettings
 
     evaluate = commands.add_parser(
@@ -143,12 +134,7 @@ def register(commands) -> None:
     score.add_argument("--json", action="store_true", help="print one JSON line")
     score.add_argument("--split", help="as for run; scienceqa: pid_splits key (default test)")
     score.add_argument("--submission", help="where to write the server upload file")
-    score.add_argument("--judge-base-url", help="OpenAI-compatible API base, e.g. http://127.0.0.1:8000/v1")
-    score.add_argument("--judge-model", help="judge model name (gpt-3.5-turbo in the paper)")
-    score.add_argument("--judge-cache", help="reply cache folder (default: ANSWERS.judge-cache)")
-    score.add_argument("--judge-concurrency", type=int, default=8)
-    score.add_argument("--judge-retries", type=int, default=4)
-    score.add_argument("--judge-backoff", type=float, default=1.0, help="first retry delay in seconds")
+    add_settings_flags(score, JudgeSettings)
     score.add_argument("--judge-prompts", help="JSON file with the original scripts' judge wording")
     score.add_argument(
         "--fix-consistency-question",

@@ -44,7 +44,10 @@ def add_settings_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ..
         if meta.get("group"):
             target = groups.get(meta["group"]) or groups.setdefault(meta["group"], parser.add_argument_group(meta["group"]))
         name = meta.get("flag") or "--" + f.name.replace("_", "-")
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:  # a field the dataclass requires: the command checks that it was given
+            default = None if f.default is dataclasses.MISSING else f.default
         help_text = meta.get("help", "")
         annotation = hints[f.name]
         if annotation is bool:

@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import LlamaVidError
@@ -55,16 +55,22 @@ def parse_reply(content: str, need_pred: bool) -> dict:
 
 @dataclass
 class JudgeSettings:
-    base_url: str
-    model: str
-    api_key: str | None = None
-    cache_dir: Path | None = None
-    max_retries: int = 4
-    backoff_s: float = 1.0
-    max_backoff_s: float = 30.0
-    concurrency: int = 8
-    timeout_s: float = 120.0
-    temperature: float = 0.0
+    """The judge endpoint and how it is asked; the fields with a flag are `llamavid eval score`'s `--judge-*`."""
+
+    base_url: str = field(metadata={"help": "OpenAI-compatible API base, e.g. http://127.0.0.1:8000/v1",
+                                    "flag": "--judge-base-url"})
+    model: str = field(metadata={"help": "judge model name (gpt-3.5-turbo in the paper)", "flag": "--judge-model"})
+    api_key: str | None = field(default=None, metadata={"flag": False})  # from OPENAI_API_KEY, never a flag
+    cache_dir: Path | None = field(
+        default=None, metadata={"help": "reply cache folder (default: ANSWERS.judge-cache)", "flag": "--judge-cache"}
+    )
+    max_retries: int = field(default=4, metadata={"help": "retries of a failed or malformed reply",
+                                                  "flag": "--judge-retries"})
+    backoff_s: float = field(default=1.0, metadata={"help": "first retry delay in seconds", "flag": "--judge-backoff"})
+    max_backoff_s: float = field(default=30.0, metadata={"flag": False})
+    concurrency: int = field(default=8, metadata={"help": "judge requests in flight", "flag": "--judge-concurrency"})
+    timeout_s: float = field(default=120.0, metadata={"flag": False})
+    temperature: float = field(default=0.0, metadata={"flag": False})
 
 
 class Judge:
