@@ -37,7 +37,7 @@ class Sampling:
 class GenerationSettings:
     """How answers are sampled; the same seed gives the same answer."""
 
-    temperature: float = field(default=0.0, metadata={"help": "0 = greedy (default)"})
+    temperature: float = field(default=0.0, metadata={"help": "sampling temperature; 0 = greedy"})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling: keep the most likely tokens up to this mass"})
     max_new_tokens: int = field(default=512, metadata={"help": "longest answer, in tokens"})
     seed: int | None = field(default=None, metadata={"help": "seed of the sampling: same seed, same answer"})
