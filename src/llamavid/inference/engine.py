@@ -24,7 +24,7 @@ import torch
 from .encoder import MediaEncoder, MediaFeatures, Sampling
 from .features import FeatureCache
 from .generation import GenerationSettings, Row, generator_for
-from .inputs import ContextLengthError, LayoutError, Sample, Turn, build_sample, collate
+from .inputs import ContextLengthError, Sample, Turn, build_sample, collate
 
 TOKEN_CACHE_ITEMS = 16
 
@@ -117,12 +117,9 @@ class ChatEngine:
     def sample(self, messages: Sequence, media=None, template: str | None = None) -> Sample:
         """The prompt of a conversation ending with a user turn: every user turn shows `media` (if any) with its
         own question as the Q-Former prompt; a movie is shown once, in the first turn."""
-        messages = as_messages(messages)
-        if not messages or messages[-1].role != "user":
-            raise LayoutError("The conversation must end with a user message")
-        turns = [Turn(m.role, m.content) for m in messages]
-        if media is not None:
-            first_user = next(turn for turn in turns if turn.role == "user")
+        turns = [Turn(m.role, m.content) for m in as_messages(messages)]
+        first_user = next((turn for turn in turns if turn.role == "user"), None)
+        if media is not None and first_user is not None:
             first_user.media = [self.encoder.encode(media)]
         return build_sample(self.processor, turns, template=template)
 

@@ -167,8 +167,6 @@ class Generator:
         self.model = model
         self.processor = processor
         self.lock = threading.Lock()
-        self.runs = 0
-        self.largest_batch = 0
 
     @property
     def eos_ids(self) -> set[int]:
@@ -185,8 +183,6 @@ class Generator:
         arguments = generate_arguments(settings, self.processor.pad_token_id, budget)
         stopping = RowsStopping(rows, self.processor.tokenizer, self.eos_ids)
         with self.lock, torch.inference_mode():
-            self.runs += 1
-            self.largest_batch = max(self.largest_batch, len(rows))
             if settings.seed is not None:
                 torch.manual_seed(settings.seed)
             self.model.generate(**inputs, **arguments, stopping_criteria=StoppingCriteriaList([stopping]))

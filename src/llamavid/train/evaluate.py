@@ -12,9 +12,8 @@ import torch
 from ..inference.encoder import MediaEncoder, MediaFeatures
 from ..inference.generation import GenerationSettings, Row, generator_for
 from ..inference.inputs import Turn, build_sample, collate
-from ..media import load_video
+from ..inference.settings import Sampling
 from ..model.chat_templates import IMAGE_PLACEHOLDER
-from ..model.processing import Video
 from .preprocess import qformer_prompt
 
 
@@ -32,7 +31,8 @@ def evaluate_records(
     more). Frames are decoded at their own size, as in training; the Q-Former sees the question as training
     shows it (`qformer_prompt`)."""
     model.eval()
-    encoder = MediaEncoder(model, processor, vision_batch_size=None)  # a batch's frames in one pass, as a forward
+    # frames decoded at their own size, as training decodes them; a batch's frames in one pass, as a forward
+    encoder = MediaEncoder(model, processor, sampling=Sampling(decode_at_model_size=False), vision_batch_size=None)
     generator = generator_for(model, processor)
     settings = GenerationSettings(max_new_tokens=max_new_tokens)
     hits: dict[str, list[int]] = defaultdict(list)
@@ -40,7 +40,7 @@ def evaluate_records(
     for start in range(0, len(records), batch_size):
         batch = records[start : start + batch_size]
         questions = [record["conversations"][0]["value"].replace(IMAGE_PLACEHOLDER, "").strip() for record in batch]
-        media = _videos(encoder, [Path(video_folder) / record["video"] for record in batch], model.config.video_fps)
+        media = _videos(encoder, [Path(video_folder) / record["video"] for record in batch])
         samples = [
             build_sample(processor, [Turn("user", q, [m], qformer_prompt(f"{IMAGE_PLACEHOLDER}\n{q}"))], template=template)
             for q, m in zip(questions, media, strict=True)
@@ -58,10 +58,10 @@ def evaluate_records(
     return figures
 
 
-def _videos(encoder: MediaEncoder, paths: list[Path], fps: float) -> list[MediaFeatures]:
+def _videos(encoder: MediaEncoder, paths: list[Path]) -> list[MediaFeatures]:
     """The batch's videos through the vision tower in one pass over all their frames (what a forward over the
     batch's pixels computes), split back per video."""
-    pixels = [encoder.processor.preprocess(Video(load_video(path, fps=fps, progress=False).frames)) for path in paths]
+    pixels = [encoder.pixels(path, "video", encoder.sampling)[0] for path in paths]
     features = encoder.vision_features(torch.cat(pixels)).split([p.shape[0] for p in pixels])
     return [MediaFeatures(f, "video") for f in features]
 
