@@ -1,5 +1,5 @@
 """`llamavid convert`: a released LLaMA-VID checkpoint (+ EVA-ViT-G, the CLIP processor config, BERT's vocabulary)
-into a llamavid model folder."""
+into a llamavid model folder. Each part is a local path or a name: what is not given is downloaded."""
 
 from __future__ import annotations
 
@@ -8,13 +8,34 @@ import argparse
 
 def register(commands) -> None:
     parser = commands.add_parser("convert", help=run.__doc__, description=run.__doc__)
-    parser.add_argument("--model", required=True, help="released model folder (config.json, pytorch_model-*.bin)")
-    parser.add_argument("--processor", required=True, help="the original's processor/clip-patch14-224 (or -336) folder")
-    parser.add_argument("--qformer-vocab", help="bert-base-uncased vocab.txt (default: MODEL/vocab.txt)")
-    parser.add_argument("--eva", help="LAVIS eva_vit_g.pth (default: the EVA copy inside the checkpoint, if any)")
-    parser.add_argument("--instructblip", help="InstructBLIP Q-Former .pth, for Q-Former weights the folder lacks")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--chat-template", default="vicuna_v1", help="template the model was trained with")
+    parser.add_argument(
+        "--model", required=True,
+        help="released model: a hub name (YanweiLi/llama-vid-7b-full-224-video-fps-1) or a local folder",
+    )
+    parser.add_argument(
+        "--processor",
+        help="CLIP processor: a folder with preprocessor_config.json or a hub name (default: "
+        "openai/clip-vit-large-patch14, or -336 for the 336 models, from the model's config)",
+    )
+    parser.add_argument(
+        "--qformer-vocab",
+        help="bert-base-uncased vocab.txt: a file or a hub name (default: google-bert/bert-base-uncased)",
+    )
+    parser.add_argument(
+        "--eva",
+        help="EVA-ViT-G weights: a local eva_vit_g.pth or a URL (default: LAVIS's file, checked against its "
+        "published checksum; not needed when the checkpoint carries the vision tower)",
+    )
+    parser.add_argument(
+        "--instructblip",
+        help="InstructBLIP Q-Former .pth (file or URL), for checkpoints without Q-Former weights (default: "
+        "LAVIS's file for the model's Vicuna size)",
+    )
+    parser.add_argument(
+        "--out",
+        help="output folder (default, for a hub name: the cache entry that `--model NAME` then uses everywhere)",
+    )
+    parser.add_argument("--chat-template", help="template the model was trained with (default: the release's)")
     parser.add_argument("--dtype", default="keep", help="keep (as stored), float32, float16 or bfloat16")
     parser.add_argument("--vision-heads", type=int, help="attention heads of a non-standard vision tower")
     parser.add_argument("--vision-blocks", type=int, help="EVA blocks to use (default 39 of EVA-CLIP-g's 40)")
@@ -23,23 +44,25 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Convert a released LLaMA-VID model folder (+ EVA-ViT-G and BERT vocab) into a llamavid folder."""
+    """Convert a released LLaMA-VID checkpoint into a llamavid folder, downloading the parts not given."""
     import torch
 
+    from ..hub.models import Conversion
     from ..inference.loading import resolve_dtype
-    from ..model.convert import ArchitectureHints, convert_checkpoint
+    from ..model.convert import ArchitectureHints
 
     dtype = None if args.dtype == "keep" else resolve_dtype(args.dtype, torch.device("cpu"))
-    out = convert_checkpoint(
-        model_dir=args.model,
-        output_dir=args.out,
-        processor_dir=args.processor,
+    sizes = (args.vision_heads, args.vision_blocks, args.qformer_heads)
+    conversion = Conversion(
+        args.model,
+        processor=args.processor,
         qformer_vocab=args.qformer_vocab,
-        eva_path=args.eva,
-        instructblip_path=args.instructblip,
-        hints=ArchitectureHints(args.vision_heads, args.vision_blocks, args.qformer_heads),
+        eva=args.eva,
+        instructblip=args.instructblip,
+        hints=ArchitectureHints(*sizes) if any(v is not None for v in sizes) else None,
         chat_template=args.chat_template,
         dtype=dtype,
     )
+    out = conversion.run(args.out)
     print(f"Converted model written to {out}")
     return 0

@@ -83,18 +83,26 @@ def load_model(
     bits: int | None = None,
     device_map: str | dict | None = None,
 ):
-    """(model, processor) from a converted folder, ready for inference."""
+    """(model, processor) from a llamavid folder or a hub name (a released checkpoint is downloaded and converted
+    once, see `llamavid.hub`), ready for inference."""
+    from ..hub.models import resolve_model
     from ..model.modeling import LlamaVidForConditionalGeneration
     from ..model.processing import LlamaVidProcessor
 
-    path = Path(path)
+    path = resolve_model(path)
     if not (path / "config.json").is_file():
         raise ModelLoadError(
-            f"{path} is not a llamavid model folder (no config.json); convert a release first"
+            f"{path} is not a llamavid model folder (no config.json): give a folder, a hub name such as "
+            "YanweiLi/llama-vid-7b-full-224-video-fps-1, or convert a release with `llamavid convert`"
         )
     try:
         config = LlamaVidConfig.from_pretrained(path)
     except (OSError, ValueError, TypeError) as error:  # a damaged or foreign config.json
+        if '"llava"' in (path / "config.json").read_text():
+            raise ModelLoadError(
+                f"{path} is a checkpoint in the original LLaMA-VID layout: convert it once with "
+                f"`llamavid convert --model {path} --out OUT` and load OUT"
+            ) from error
         raise ModelLoadError(f"{path}/config.json is not a llamavid config: {error}") from error
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target)
