@@ -22,7 +22,7 @@ def register(commands) -> None:
     source.add_argument(
         "--features", help="movie feature file (llamavid extract-features, or the original's .pkl)"
     )
-    parser.add_argument("--model", required=True, help="llamavid model folder (see `llamavid convert`)")
+    parser.add_argument("--model", required=True, help="llamavid model folder, or a hub name (YanweiLi/llama-vid-7b-full-224-video-fps-1)")
     parser.add_argument("--prompt", help="ask this one question, print the answer and exit")
     parser.add_argument("--template", help="chat template (default: the one the model was trained with)")
     add_settings_flags(parser, GenerationSettings)

@@ -119,7 +119,7 @@ def register(commands) -> None:
 
     run = sub.add_parser("run", help=_run.__doc__, description=_run.__doc__)
     run.add_argument("benchmark", choices=(*BENCHMARK_NAMES, "all"))
-    run.add_argument("--model", required=True, help="converted llamavid model folder")
+    run.add_argument("--model", required=True, help="llamavid model folder, or a released checkpoint's hub name")
     run.add_argument("--data", required=True, help="benchmark folder in the official layout (see docs/evaluation.md)")
     run.add_argument("--out", required=True, help="folder for answers (<bench>.jsonl) and the video feature cache")
     run.add_argument("--device", default="auto")

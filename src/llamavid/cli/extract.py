@@ -10,7 +10,7 @@ from pathlib import Path
 def register(commands) -> None:
     parser = commands.add_parser("extract-features", help=run.__doc__, description=run.__doc__)
     parser.add_argument("source", help="a video file, or a folder of videos (searched recursively)")
-    parser.add_argument("--model", required=True, help="llamavid model folder whose vision tower to use")
+    parser.add_argument("--model", required=True, help="llamavid model folder or hub name whose vision tower to use")
     parser.add_argument("--out", required=True, help="output folder (one .safetensors per video)")
     parser.add_argument(
         "--subtitles", help=".srt/.vtt for a single video (default: the one beside each video)"

@@ -23,7 +23,7 @@ def register(commands) -> None:
     from ..serve.settings import ServeSettings
 
     parser = commands.add_parser("serve", help=run.__doc__, description=run.__doc__)
-    parser.add_argument("--model", help="llamavid model folder (default: the bundled demo model)")
+    parser.add_argument("--model", help="llamavid model folder or hub name (default: the bundled demo model)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), or a torch device name")
@@ -72,11 +72,12 @@ def run(args: argparse.Namespace) -> int:
     serve_settings(args)  # refuse bad flags before loading the model
     options = {"fps": args.fps, "max_frames": args.max_frames}
     if args.model:
+        from ..hub.models import is_hub_name
         from ..inference.engine import ChatEngine
 
         engine = ChatEngine.from_pretrained(args.model, device=args.device, dtype=args.dtype,
                                             cache_dir=args.cache_dir, **options)
-        name = Path(args.model).resolve().name
+        name = args.model if is_hub_name(args.model) else Path(args.model).resolve().name
     else:
         engine, name = default_engine(cache_dir=args.cache_dir, **options)
     settings = serve_settings(args, name)

@@ -155,6 +155,13 @@ class Conversion:
         self.hints = hints if hints is not None else (self.release.hints if self.release else None)
         self.chat_template = chat_template or (self.release.template if self.release else "vicuna_v1")
         self.dtype = dtype
+        self.options = {"template": self.chat_template, "dtype": str(dtype).replace("torch.", "") if dtype else "keep"}
+        self.options["hints"] = vars(self.hints) if self.hints else None
+        # what was asked for explicitly; a cached conversion made with other options is redone
+        self.requested = {
+            key: self.options[key] for key, given in (("template", chat_template), ("dtype", dtype), ("hints", hints))
+            if given is not None
+        }
         self.sources: dict[str, str] = {}
         if is_hub_name(self.name):
             self.model_dir, commit = download_repo(self.name, MODEL_FILES)
@@ -178,12 +185,7 @@ class Conversion:
             instructblip, None if has_qformer else self._instructblip_default(), "--instructblip",
             "InstructBLIP Q-Former weights",
         )
-        self.sources.update(
-            template=self.chat_template,
-            dtype=str(dtype).replace("torch.", "") if dtype is not None else "keep",
-            hints=json.dumps(vars(self.hints) if self.hints else None, sort_keys=True),
-            format=str(CONVERSION_FORMAT),
-        )
+        self.sources["format"] = str(CONVERSION_FORMAT)
 
     # -- the parts -------------------------------------------------------------------------------------------
 
@@ -279,20 +281,35 @@ class Conversion:
         if out is not None:
             return self._convert(Path(out))
         target = self.cache_folder()
-        if (target / SOURCE_RECORD).is_file():
+        if self._reusable(target):
             return target
         from filelock import FileLock
 
         target.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(target.parent / f".{target.name}.lock")):
-            if (target / SOURCE_RECORD).is_file():  # another process finished it while we waited
+            if self._reusable(target):  # another process finished it while we waited
                 return target
             partial = target.parent / f".{target.name}.partial"
             shutil.rmtree(partial, ignore_errors=True)  # what an interrupted conversion left
             print(f"Converting {self.name} into {target} (once; later runs reuse it)", file=sys.stderr, flush=True)
             self._convert(partial)
-            os.replace(partial, target)
+            if target.exists():  # made with other options: set aside, then removed once the new one is in place
+                stale = target.parent / f".{target.name}.stale"
+                shutil.rmtree(stale, ignore_errors=True)
+                os.replace(target, stale)
+                os.replace(partial, target)
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                os.replace(partial, target)
         return target
+
+    def _reusable(self, target: Path) -> bool:
+        """A finished conversion of these sources whose options include every one asked for."""
+        record = target / SOURCE_RECORD
+        if not record.is_file():
+            return False
+        made_with = json.loads(record.read_text()).get("options", {})
+        return all(made_with.get(key) == value for key, value in self.requested.items())
 
     def _fetch(self, part, flag: str) -> Path | None:
         if not isinstance(part, RemoteFile):
@@ -314,7 +331,8 @@ class Conversion:
             chat_template=self.chat_template,
             dtype=self.dtype,
         )
-        (output / SOURCE_RECORD).write_text(json.dumps(self.sources, indent=2, sort_keys=True) + "\n")
+        record = {"sources": self.sources, "options": self.options}
+        (output / SOURCE_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         return output
 
 

@@ -33,7 +33,8 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 def _offline() -> bool:
     from huggingface_hub import constants
 
-    return constants.is_offline_mode()
+    check = getattr(constants, "is_offline_mode", None)  # huggingface_hub >= 2; before, only the flag
+    return check() if check else bool(constants.HF_HUB_OFFLINE)
 
 
 def _server_md5(headers) -> str | None:
