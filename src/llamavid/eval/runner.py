@@ -162,8 +162,8 @@ class AnswerGenerator:
     def answer(self, items: list[Item], max_new_tokens: int, temperature: float, seed: int | None = None) -> list[list[str]]:
         """Each item's answers (one per request), generated as one batch; the Q-Former sees each request's own
         prompt, as in the original's scripts."""
-        from llamavid.inference.generation import GenerationSettings, Row
-        from llamavid.inference.inputs import Turn, build_sample, collate
+        from llamavid.inference.generation import GenerationSettings
+        from llamavid.inference.inputs import Turn, build_sample
         from llamavid.model.chat_templates import IMAGE_PLACEHOLDER
 
         samples = []
@@ -176,10 +176,7 @@ class AnswerGenerator:
                 samples.append(build_sample(self.processor, [turn]))
         # top_k 50: the original's scripts sample with transformers' default top-k
         settings = GenerationSettings(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, top_k=50)
-        rows = [Row(max_new_tokens, sample.stop) for sample in samples]
-        inputs = collate(self.processor, samples, self.engine.device, self.engine.encoder.vision_dtype)
-        self.engine.generator.run(inputs, rows, settings)
-        texts = [clean_output(row.text) for row in rows]
+        texts = [clean_output(text) for text in self.engine.answer_batch(samples, settings)]
         answers, cursor = [], 0
         for item in items:
             answers.append(texts[cursor : cursor + len(item.requests)])

@@ -185,6 +185,17 @@ class ChatEngine:
         sample = self.sample(messages, media, template)
         yield from self.generator.stream(self._inputs(sample), settings, sample.stop)
 
+    def answer_batch(
+        self, samples: Sequence[Sample], settings: GenerationSettings, stops: Sequence[Sequence[str]] = ()
+    ) -> list[str]:
+        """Answers to samples that share a `batch_key`, generated as one batch; `stops[i]` adds stop strings to
+        sample i's own end of turn."""
+        extra = list(stops) or [()] * len(samples)
+        rows = [Row(settings.max_new_tokens, [*s.stop, *more]) for s, more in zip(samples, extra, strict=True)]
+        inputs = collate(self.processor, list(samples), self.device, self.encoder.vision_dtype)
+        self.generator.run(inputs, rows, settings)
+        return [row.text for row in rows]
+
     def _inputs(self, sample: Sample) -> dict:
         inputs = collate(self.processor, [sample], self.device, self.encoder.vision_dtype)
         if sample.media and sample.media[0].kind != "movie":

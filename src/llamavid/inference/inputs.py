@@ -84,8 +84,11 @@ def strip_placeholders(text: str) -> str:
     return cleaned.strip() if cleaned != text else text
 
 
-def build_sample(processor, turns: list[Turn], system: str | None = None, template: str | None = None) -> Sample:
-    """Turns whose media are `MediaFeatures` -> a Sample; `ContextLengthError` when it cannot fit."""
+def build_sample(
+    processor, turns: list[Turn], system: str | None = None, template: str | None = None, answer_prefix: str = ""
+) -> Sample:
+    """Turns whose media are `MediaFeatures` -> a Sample; `ContextLengthError` when it cannot fit.
+    `answer_prefix` is text the assistant's answer starts with (what a log-likelihood is measured over)."""
     config = processor.config
     chat_template = get_template(template or config.chat_template)
     if system is not None:
@@ -119,7 +122,7 @@ def build_sample(processor, turns: list[Turn], system: str | None = None, templa
     if len({m.include_cls for m in sample.media}) > 1:
         raise LayoutError("feature files and decoded media cannot be mixed in one conversation")
     sample.include_cls = all(m.include_cls for m in sample.media)
-    sample.ids = processor.tokenize(chat_template.render(rendered), showings)
+    sample.ids = processor.tokenize(chat_template.render(rendered) + answer_prefix, showings)
     check_length(len(sample.ids), config.context_length, sum(showings) * config.tokens_per_frame, showings)
     return sample
 
