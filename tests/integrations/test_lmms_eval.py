@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -243,3 +244,26 @@ def test_unknown_model_args_are_refused_by_name(tiny_folder):
 
     with pytest.raises(UsageError, match="temprature"):
         LlamaVid(pretrained=str(tiny_folder), device="cpu", temprature=0.2)
+
+
+def test_two_processes_each_take_a_shard(tiny_folder, tasks, tmp_path):
+    """`torchrun`/`accelerate launch` with two CPU processes: each answers half the documents, rank 0 writes all."""
+    task_dir, docs = tasks
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    out = tmp_path / "out"
+    with socket.socket() as probe:  # a free port for the two processes to meet on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+         "-m", "lmms_eval", "--model", "llamavid", "--model_args", f"pretrained={tiny_folder},device=cpu",
+         "--tasks", "ci_image_qa", "--include_path", str(task_dir), "--output_path", str(out),
+         "--log_samples", "--verbosity", "DEBUG"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    log = result.stdout + result.stderr  # lmms-eval logs with loguru, to either
+    assert result.returncode == 0, log[-3000:]
+    per_rank = len(docs["ci_image_qa"]) // 2
+    assert log.count(f"number of requests on this rank: {per_rank}") == 2, log[-3000:]
+    samples = [json.loads(line) for path in out.rglob("*_samples_ci_image_qa.jsonl") for line in path.open()]
+    assert sorted(s["doc_id"] for s in samples) == list(range(len(docs["ci_image_qa"])))
