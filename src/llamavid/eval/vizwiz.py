@@ -9,8 +9,8 @@ LLaVA's two suffixes, images in `val/`) and `score` computes the VQA soft accura
 Val answer lines are LLaVA's (`question_id` = the entry's index in val.json, `text`), so an answers file made by the
 original scripts scores as well as ours. The prediction goes through the converter's EvalAI normalisation and,
 like the human answers, through the evaluator's own (`vqa_text.soft_accuracy`). Unanswered questions score 0 and
-are counted in `missing`; an id outside val.json or answered twice is an error, since it means the answers were
-made for another file.
+are counted in `missing`; an id outside val.json, or one answered twice, is an error rather than a guess: the
+answers were made for another file, or shards overlap.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def val_answers(entries: list[dict], predictions: list[dict], path: Path) -> dic
         if "question_id" not in row:
             raise EvalDataError("an answers row has no question_id; expected LLaVA answer lines with question_id, text")
         key = id_key(row["question_id"])
-        index = int(key) if key.isdigit() else -1
+        index = int(key) if key.isascii() and key.isdigit() else -1
         if not 0 <= index < len(entries):
             raise EvalDataError(
                 f"question_id {row['question_id']!r} is not an index of {path} (0..{len(entries) - 1})"
@@ -91,7 +91,10 @@ def val_answers(entries: list[dict], predictions: list[dict], path: Path) -> dic
             raise EvalDataError(
                 f"question_id {index} is for {row['image']} but {path} has {entries[index].get('image')} there"
             )
-        answers[index] = normalize_answer(row.get("text", ""))
+        text = row.get("text", "")
+        if not isinstance(text, str):
+            raise EvalDataError(f"question_id {index} has a text of {type(text).__name__}, not a string")
+        answers[index] = normalize_answer(text)
     return answers
 
 
