@@ -51,7 +51,7 @@ def test_run_and_score_all_twelve(model_dir, tmp_path, capsys):
             if name in ("msvd-qa", "msrvtt-qa", "activitynet-qa"):
                 assert result["accuracy"] == 0.0 and result["average_score"] == 2.0 and result["judge_failures"] == 0
             elif name == "vcgbench":
-                assert result["vcgbench-consistency"]["score"] == 2.0
+                assert result["per_aspect"]["consistency"] == 2.0
             elif name in ("vqav2", "vizwiz"):
                 assert result["missing"] == 1 if name == "vqav2" else result["missing"] == 0  # 2000 not asked
             elif name == "mmbench":

@@ -91,8 +91,8 @@ def test_vcgbench_consistency_bug_behind_a_flag(tmp_path):
     ]
     with JudgeDouble(lambda user, attempt: (200, "{'score': 3.9}")) as double:
         result = score_vcgbench(None, rows, options(judge(double, tmp_path)))
-        assert set(result) == {f"vcgbench-{a}" for a in ("correctness", "detail", "context", "temporal", "consistency")}
-        assert all(value["score"] == 3 for value in result.values())
+        assert result["per_aspect"] == dict.fromkeys(("correctness", "detail", "context", "temporal", "consistency"), 3)
+        assert result["judged"] == 5 and result["judge_failures"] == 0
         consistency = [r for r in double.requests if "Question 1:" in r["messages"][-1]["content"]]
         assert "Question 2: first?" in consistency[0]["messages"][-1]["content"]  # the original's bug, kept by default
         score_vcgbench(None, rows, options(judge(double, tmp_path), fix_consistency_question=True, aspects=["consistency"]))

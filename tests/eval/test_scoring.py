@@ -95,7 +95,12 @@ def test_pope(tmp_path):
     # per category: first question label yes, second no (ids 0..5)
     predictions = rows([(0, "Yes"), (1, "No"), (2, "Yes"), (3, "Yes"), (4, "No")])  # 5 missing
     result = pope.score(data, predictions)
-    adversarial, popular, random_ = (result["categories"][c] for c in ("adversarial", "popular", "random"))
+    category = {
+        name: {metric: result[f"{metric}_per_category"][name] for metric in ("precision", "recall", "f1", "yes_ratio")}
+        | {"accuracy": result["per_category"][name]}
+        for name in ("adversarial", "popular", "random")
+    }
+    adversarial, popular, random_ = category.values()
     assert adversarial == {"accuracy": 100.0, "precision": 100.0, "recall": 100.0, "f1": 100.0, "yes_ratio": 50.0}
     # popular: TP=1, FP=1 -> precision 50, recall 100, f1 2/3, yes ratio 100
     assert popular["accuracy"] == 50.0 and popular["precision"] == 50.0 and popular["yes_ratio"] == 100.0
@@ -124,8 +129,8 @@ def test_mme(tmp_path):
     texts = ["Yes", "no", "Yes", "maybe"]
     predictions = [{"question_id": q["question_id"], "prompt": q["text"], "text": t} for q, t in zip(qa, texts, strict=True)]
     result = mme.score(data, predictions)
-    assert result["tasks"]["existence"] == 200.0  # acc 100 + acc+ 100
-    assert result["tasks"]["code_reasoning"] == 50.0  # acc 50 + acc+ 0 ("maybe" is "other")
+    assert result["per_task"]["existence"] == 200.0  # acc 100 + acc+ 100
+    assert result["per_task"]["code_reasoning"] == 50.0  # acc 50 + acc+ 0 ("maybe" is "other")
     assert result["perception"] == 200.0 and result["cognition"] == 50.0
 
 

@@ -42,6 +42,7 @@ def _run(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace) -> int:
     """Score an answers file with the benchmark's official rules (a video benchmark through an LLM judge)."""
     from ..eval import get_benchmark
+    from ..eval.base import shape_problems
     from ..eval.data import read_predictions
     from ..eval.prompts import load_prompts
 
@@ -69,7 +70,11 @@ def _score(args: argparse.Namespace) -> int:
         raise UsageError(f"scoring {bench.name} needs --data (the benchmark folder with the ground truth)")
     result = bench.score(Path(args.data) if args.data else None, predictions, options)
     if options.judge is not None:
-        result.setdefault("judge", {"requests": options.judge.requests_sent, "cache_hits": options.judge.cache_hits})
+        result["judge_requests"] = options.judge.requests_sent
+        result["judge_cache_hits"] = options.judge.cache_hits
+    problems = shape_problems(result)
+    if problems:
+        raise TypeError(f"{bench.name} scored into the wrong result shape: {', '.join(problems)}")
     if args.json:
         print(json.dumps({"benchmark": args.benchmark, **result}))
     else:

@@ -103,3 +103,36 @@ def data_path(data: Path | None, bench: str) -> Path:
     if data is None:
         raise EvalDataError(f"scoring {bench} needs --data (the benchmark folder with the ground truth)")
     return Path(data)
+
+
+# -- the one shape of a score result (what `eval score --json` prints) -----------------------------------------
+
+TEXT_KEYS = frozenset({"submission"})  # the path of a server upload file written by `score`
+
+
+def is_breakdown(key: str) -> bool:
+    """`per_<part>` holds the benchmark's main metric per part, `<metric>_per_<part>` another metric per part."""
+    return key.startswith("per_") or "_per_" in key
+
+
+def shape_problems(result: dict) -> list[str]:
+    """Why `result` does not have the shape every benchmark's result has (empty when it does): each value a number,
+    a breakdown key's value a flat object of numbers, `submission` a string.
+
+    Scripts compare benchmarks and runs by reading these keys; one shape lets them do so without a case per
+    benchmark, so a score function that drifts from it is a bug to catch before anything is printed."""
+
+    def number(value) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    problems = []
+    for key, value in result.items():
+        if key in TEXT_KEYS:
+            ok = isinstance(value, str)
+        elif is_breakdown(key):
+            ok = isinstance(value, dict) and all(isinstance(k, str) and number(v) for k, v in value.items())
+        else:
+            ok = number(value)
+        if not ok:
+            problems.append(f"{key}={value!r}")
+    return problems

@@ -111,7 +111,7 @@ def score(data: Path | None, predictions: list[dict], options=None) -> dict:
             group = int(float(row["index"])) % 1_000_000
             groups[group] = groups.get(group, True) and ok
         result.update(
-            {"accuracy": percent(sum(groups.values()), len(groups)), "missing": missing, "local_approximation": True}
+            {"accuracy": percent(sum(groups.values()), len(groups)), "missing": missing}
         )
     return result
 

@@ -91,8 +91,8 @@ def score(data: Path | None, predictions: list[dict], options=None) -> dict:
     return {
         "perception": sum(tasks.get(task, 0.0) for task in PERCEPTION),
         "cognition": sum(tasks.get(task, 0.0) for task in COGNITION),
-        "tasks": tasks,
         "missing": missing,
+        "per_task": tasks,
     }
 
 

@@ -74,12 +74,15 @@ def score(data: Path | None, predictions: list[dict], options=None) -> dict:
                 predicted.append(0 if parse(text) == "no" else 1)
         categories[category] = category_metrics(predicted, labels)
     count = len(categories)
-    return {
+    result = {
         "accuracy": sum(c["accuracy"] for c in categories.values()) / count,
         "f1": sum(c["f1"] for c in categories.values()) / count,
-        "categories": categories,
         "missing": missing,
+        "per_category": {name: c["accuracy"] for name, c in categories.items()},
     }
+    for metric in ("precision", "recall", "f1", "yes_ratio"):
+        result[f"{metric}_per_category"] = {name: c[metric] for name, c in categories.items()}
+    return result
 
 
 BENCHMARK = Benchmark(name="pope", layout=LAYOUT, load=load, score=score)

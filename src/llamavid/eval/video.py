@@ -173,7 +173,16 @@ def score_vcg_aspect(aspect: str, predictions: list[dict], options, default_set:
 def score_vcgbench(data: Path | None, predictions: list[dict], options=None) -> dict:
     aspects = getattr(options, "aspects", None) or list(VCG_ASPECTS)
     default_set = getattr(options, "default_set", "generic")
-    return {f"vcgbench-{aspect}": score_vcg_aspect(aspect, predictions, options, default_set) for aspect in aspects}
+    scored = {aspect: score_vcg_aspect(aspect, predictions, options, default_set) for aspect in aspects}
+    if len(scored) == 1:
+        return next(iter(scored.values()))  # `vcgbench-<aspect>`: flat, like every other benchmark
+    return {
+        "judged": sum(result["judged"] for result in scored.values()),
+        "judge_failures": sum(result["judge_failures"] for result in scored.values()),
+        "per_aspect": {aspect: result["score"] for aspect, result in scored.items()},
+        "judged_per_aspect": {aspect: result["judged"] for aspect, result in scored.items()},
+        "judge_failures_per_aspect": {aspect: result["judge_failures"] for aspect, result in scored.items()},
+    }
 
 
 def _qa_benchmark(name: str, layout: str, load) -> Benchmark:

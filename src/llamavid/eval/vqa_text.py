@@ -16,6 +16,9 @@ Soft accuracy: for n human answers, acc(a) = mean over the n leave-one-out subse
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+
+from .base import percent
 
 # Missing-apostrophe spellings -> the spelling in the VQA answers (data of the official evaluator; a few
 # entries are odd, e.g. "somebody'd" -> "somebodyd", and are kept because the server uses them).
@@ -80,7 +83,11 @@ def normalize_answer(text: str) -> str:
 
 
 def soft_accuracy(prediction: str, human_answers: list[str]) -> float:
-    """VQA accuracy in [0, 1] of an already normalised prediction against raw human answers."""
+    """VQA accuracy in [0, 1] of a prediction (as the submission converter wrote it) against raw human answers.
+
+    The evaluator runs the answer processor over the submitted answer as well as the human ones, so a converted
+    prediction is processed a second time (which matters only where one pass leaves work, e.g. past 32 periods)."""
+    prediction = normalize_answer(prediction)
     answers = [normalize_answer(answer) for answer in human_answers]
     if not answers:
         return 0.0
@@ -89,3 +96,24 @@ def soft_accuracy(prediction: str, human_answers: list[str]) -> float:
         matches = sum(1 for index, answer in enumerate(answers) if index != left_out and answer == prediction)
         total += min(1.0, matches / 3)
     return total / len(answers)
+
+
+def accuracy_report(questions: Iterable[tuple[str, str | None, list[str]]]) -> dict:
+    """Percent soft accuracy over (answer type, converted prediction or None if unanswered, human answers).
+
+    Every question is in the denominators: an unanswered one scores 0 and counts in `missing`."""
+    total, count, answered, by_type = 0.0, 0, 0, {}
+    for kind, prediction, humans in questions:
+        value = 0.0 if prediction is None else soft_accuracy(prediction, humans)
+        answered += prediction is not None
+        count += 1
+        total += value
+        pair = by_type.setdefault(kind, [0.0, 0])
+        pair[0] += value
+        pair[1] += 1
+    return {
+        "accuracy": percent(total, count),
+        "per_answer_type": {kind: percent(*pair) for kind, pair in sorted(by_type.items())},
+        "answered": answered,
+        "missing": count - answered,
+    }

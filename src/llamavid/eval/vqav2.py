@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Benchmark, data_path, percent
+from .base import Benchmark, data_path
 from .data import EvalDataError, id_key, read_json, read_jsonl, write_json
 from .image_qa import SHORT_ANSWER, image_item, load_llava_questions, predictions_by_id
-from .vqa_text import normalize_answer, soft_accuracy
+from .vqa_text import accuracy_report, normalize_answer
 
 LAYOUT = (
     "vqav2/llava_vqav2_mscoco_test-dev2015.jsonl (+ llava_vqav2_mscoco_test2015.jsonl), images in vqav2/test2015/; "
@@ -62,23 +62,10 @@ def score(data: Path | None, predictions: list[dict], options=None) -> dict:
 
 
 def local_accuracy(annotations: list[dict], answers: dict[str, str]) -> dict:
-    """Soft accuracy (percent) over every annotated question; a missing prediction scores 0."""
-    total, by_type, missing = 0.0, {}, 0
-    for annotation in annotations:
-        prediction = answers.get(id_key(annotation["question_id"]))
-        missing += prediction is None
-        value = 0.0 if prediction is None else soft_accuracy(prediction, [a["answer"] for a in annotation["answers"]])
-        total += value
-        kind = annotation.get("answer_type", "other")
-        by_type.setdefault(kind, [0.0, 0])
-        by_type[kind][0] += value
-        by_type[kind][1] += 1
-    return {
-        "accuracy": percent(total, len(annotations)),
-        "per_answer_type": {kind: percent(*pair) for kind, pair in sorted(by_type.items())},
-        "missing": missing,
-        "local_approximation": True,
-    }
+    return accuracy_report(
+        (a.get("answer_type", "other"), answers.get(id_key(a["question_id"])), [h["answer"] for h in a["answers"]])
+        for a in annotations
+    )
 
 
 BENCHMARK = Benchmark(name="vqav2", layout=LAYOUT, load=load, score=score)
