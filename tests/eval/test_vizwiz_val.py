@@ -183,3 +183,11 @@ def test_an_unknown_split_is_an_error(tmp_path, capsys):
     data = write_val(tmp_path / "vizwiz")
     answers = original_answers(tmp_path / "a.jsonl", [(0, "two")])
     assert "vizwiz splits are test and val" in error_of(capsys, data, answers, "--split", "train")
+
+
+def test_val_json_is_found_where_the_official_download_puts_it(tmp_path, capsys):
+    data = write_val(tmp_path / "vizwiz")
+    (data / "Annotations").mkdir()
+    (data / "val.json").rename(data / "Annotations" / "val.json")
+    answers = original_answers(tmp_path / "a.jsonl", answered_pairs())
+    assert score(capsys, data, answers, "--split", "val")["accuracy"] == pytest.approx(expected(official_accuracy)[0])

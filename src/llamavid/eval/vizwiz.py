@@ -22,9 +22,16 @@ from .data import EvalDataError, find_media, id_key, read_json, require_keys, wr
 from .image_qa import SHORT_ANSWER, image_item, load_llava_questions, predictions_by_id, questions_by_id
 from .vqa_text import accuracy_report, normalize_answer
 
-LAYOUT = "vizwiz/llava_test.jsonl with images in vizwiz/test/; for --split val: vizwiz/val.json, images in vizwiz/val/"
+LAYOUT = "vizwiz/llava_test.jsonl with images in vizwiz/test/; for --split val: vizwiz/val.json (or Annotations/val.json), images in vizwiz/val/"
 QUESTIONS = "llava_test.jsonl"
 VAL = "val.json"
+VAL_PLACES = (VAL, "Annotations/val.json")  # beside the questions, or where the official download unpacks it
+
+
+def val_file(data: Path) -> Path:
+    """The official val.json: `DIR/val.json`, else `DIR/Annotations/val.json`; the first when neither exists (its
+    absence is reported when it is read)."""
+    return next((Path(data) / p for p in VAL_PLACES if (Path(data) / p).is_file()), Path(data) / VAL)
 UNANSWERABLE = "When the provided information is insufficient, respond with 'Unanswerable'."
 
 
@@ -40,7 +47,7 @@ def load(data: Path, split: str | None = None):
             f"{entry['question']}\n{UNANSWERABLE}\n{SHORT_ANSWER}",
             record={"image": entry["image"]},
         )
-        for index, entry in enumerate(read_val(Path(data) / VAL))
+        for index, entry in enumerate(read_val(val_file(data)))
     ]
 
 
@@ -59,8 +66,9 @@ def score(data: Path | None, predictions: list[dict], options=None) -> dict:
     if split not in (None, "test", "val"):
         raise EvalDataError(f"vizwiz splits are test and val, not {split!r}")
     # our runner's val rows carry the image name; without --split they still score as val when val.json is there
-    if split == "val" or (split is None and any("image" in row for row in predictions) and (data / VAL).is_file()):
-        return val_accuracy(read_val(data / VAL), predictions, data / VAL)
+    val = val_file(data)
+    if split == "val" or (split is None and any("image" in row for row in predictions) and val.is_file()):
+        return val_accuracy(read_val(val), predictions, val)
     answers = {key: normalize_answer(text) for key, text in predictions_by_id(predictions).items()}
     rows, _ = questions_by_id(data, QUESTIONS, LAYOUT)
     upload = [{"image": row["image"], "answer": answers.get(id_key(row["question_id"]), "")} for row in rows]
