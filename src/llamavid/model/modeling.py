@@ -264,6 +264,8 @@ class LlamaVidForConditionalGeneration(LlamaVidPreTrainedModel, GenerationMixin)
         Rows are ordered segment-major, then frame: ctx_1, content_1, ctx_2, content_2, ... per segment.
         """
         device = vision_features.device
+        # stored features (movie files are float16) meet weights of another precision
+        vision_features = vision_features.to(self.token_generator.query_tokens.dtype)
         num_frames = vision_features.shape[0]
         if media_frame_counts is None:
             media_frame_counts = torch.ones(num_frames, dtype=torch.long, device=device)

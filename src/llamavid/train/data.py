@@ -1,9 +1,11 @@
 """LLaVA-format training data, loaded lazily.
 
 A data file is a JSON list (or JSON lines) of records `{"id", "image" | "video", "conversations"}`; `image`
-is relative to `image_folder`, `video` to `video_folder`; a `video` ending in `.pkl` is a long-video feature
-file (`{"feats": float16 [T, 1 + N, V], "inputs": "<image>subtitle<image>..."}`, CLS stored and dropped at
-load) relative to `feature_folder` (default: `video_folder`). Records without media are text-only.
+is relative to `image_folder`, `video` to `video_folder`; a `video` ending in `.pkl` or `.safetensors` is a
+long-video feature file relative to `feature_folder` (default: `video_folder`): the original's pickle
+(`{"feats": float16 [T, 1 + N, V], "inputs": "<image>subtitle<image>..."}`) or what `llamavid extract-features`
+writes, CLS dropped at load. A `.pkl` that is not there is looked for as `.safetensors` of the same name, so the
+original's `long_videoqa.json` trains on features extracted by llamavid. Records without media are text-only.
 
 Differences with the original: a sample that fails to load is not silently replaced by a random one; it is
 counted and logged, and then either replaced by the next sample (`on_error="skip"`, the count is in
@@ -25,10 +27,12 @@ import numpy as np
 import torch
 
 from ..errors import LlamaVidError
-from ..inference.feature_files import load_original_pickle
+from ..inference.feature_files import load_original_pickle, read_feature_file
 from ..model.chat_templates import IMAGE_PLACEHOLDER
 from ..model.processing import pad_colour, pad_to_square
 from .preprocess import preprocess
+
+MOVIE_SUFFIXES = (".pkl", ".safetensors")
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +54,7 @@ class DataSettings:
     image_folder: str | None = None
     video_folder: str | None = None
     feature_folder: str | None = None
-    """Folder of long-video `.pkl` feature files (default: `video_folder`)."""
+    """Folder of long-video feature files, `.pkl` or `.safetensors` (default: `video_folder`)."""
     template: str = "imgsp_v1"
     """Conversation template: plain_guided (stage 1), imgsp_v1 (stages 2-3), vicuna_v1, llava_v1, llama_2."""
     model_max_length: int = 2048
@@ -270,7 +274,7 @@ class SupervisedDataset(torch.utils.data.Dataset):
             return self._cache[key]
         if kind == "image":
             media = self._image(record["image"])
-        elif str(record["video"]).endswith(".pkl"):
+        elif str(record["video"]).endswith(MOVIE_SUFFIXES):
             media = self._movie(record["video"])
         else:
             media = self._video(record["video"])
@@ -319,9 +323,18 @@ class SupervisedDataset(torch.utils.data.Dataset):
 
     def _movie(self, name: str) -> dict:
         """Long-video features: CLS dropped, each `<image>` repeated tokens_per_frame times."""
-        folder = self.settings.feature_folder or self.settings.video_folder
-        array, inputs = load_original_pickle(self._path(folder, name, "video"))
-        features = torch.from_numpy(array)[:, 1:]  # (T, 1 + N, V) -> (T, N, V)
+        path = self._path(self.settings.feature_folder or self.settings.video_folder, name, "video")
+        extracted = path.with_suffix(".safetensors")
+        if path.suffix == ".pkl" and not path.exists() and extracted.exists():
+            path = extracted
+        if path.suffix == ".pkl":
+            array, inputs = load_original_pickle(path)
+            features = torch.from_numpy(array)[:, 1:]  # (T, 1 + N, V) -> (T, N, V)
+        else:
+            movie = read_feature_file(path)
+            features = movie.features[:, 1:] if movie.include_cls else movie.features
+            inputs = "".join(IMAGE_PLACEHOLDER + " ".join(lines) for lines in movie.subtitles)
+        # the original's loader drops every "..." of the subtitles
         inputs = inputs.replace("...", "").replace(IMAGE_PLACEHOLDER, IMAGE_PLACEHOLDER * self.config.tokens_per_frame)
         return {"vision_features": features, "frames": features.shape[0], "movie_inputs": inputs}
 

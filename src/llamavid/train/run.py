@@ -79,18 +79,25 @@ def _compose(source: ModelSource):
 def extend_context(model, max_length: int) -> None:
     """The original's stage 3: linear RoPE scaling by ceil(max_length / max_position_embeddings) when the stage needs more."""
     text = model.config.text_config
-    current = (getattr(text, "rope_scaling", None) or {}).get("factor", 1.0) or 1.0
+    # transformers 5 keeps the scaling beside rope_theta in `rope_parameters`; `rope_scaling` is its old name
+    parameters = getattr(text, "rope_parameters", None)
+    scaling = parameters if isinstance(parameters, dict) else (getattr(text, "rope_scaling", None) or {})
+    current = scaling.get("factor", 1.0) or 1.0
     if max_length > text.max_position_embeddings * current:
         factor = float(math.ceil(max_length / text.max_position_embeddings))
-        text.rope_scaling = {"rope_type": "linear", "type": "linear", "factor": factor}
         logger.warning(
             "context %d > %d positions: linear RoPE scaling x%g",
             max_length,
             text.max_position_embeddings,
             factor,
         )
-        model.language_model.config.rope_scaling = text.rope_scaling
-        model.language_model.model.rotary_emb.__init__(model.language_model.config)
+        llm_config = model.language_model.config
+        for config in {id(text): text, id(llm_config): llm_config}.values():
+            if isinstance(parameters, dict):
+                config.rope_parameters = {**parameters, "rope_type": "linear", "factor": factor}
+            else:
+                config.rope_scaling = {"rope_type": "linear", "type": "linear", "factor": factor}
+        model.language_model.model.rotary_emb.__init__(llm_config)
 
 
 def training_arguments(run: StageRun, recipe: Recipe, output_dir: Path):
