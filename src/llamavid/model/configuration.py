@@ -87,11 +87,13 @@ class LlamaVidConfig(PreTrainedConfig):
     """
 
     model_type = "llamavid"
-    # transformers >= 5.20 serializes a sub-config as a diff against the defaults its spec declares;
-    # 5.16-5.19 know only a class map (and diff against a default instance).
+    # transformers >= 5.20 serializes a sub-config as a diff against the defaults its spec declares (5.20 takes
+    # only specs, later versions also bare classes); 5.16-5.19 know only a class map (and diff against a
+    # default instance).
     if SubConfigSpec is not None:
         sub_configs_defaults = {
-            **_SUB_CONFIG_CLASSES,
+            "vision_config": SubConfigSpec(config_class=InstructBlipVisionConfig),
+            "qformer_config": SubConfigSpec(config_class=InstructBlipQFormerConfig),
             "text_config": SubConfigSpec(config_class=AutoConfig, model_type=DEFAULT_TEXT_MODEL_TYPE),
         }
     else:
