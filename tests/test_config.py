@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from llamavid import LlamaVidConfig
@@ -56,3 +58,52 @@ def test_round_trip(tmp_path):
     assert loaded.tokens_per_frame == config.tokens_per_frame == 5
     assert (loaded.chat_template, loaded.pad_to_square, loaded.image_token_id) == ("imgsp_v1", False, 320)
     assert loaded.qformer_config.encoder_hidden_size == loaded.vision_config.hidden_size
+
+
+SAVED_CONFIGS = Path(__file__).parent / "data" / "saved_configs"
+
+# What the folders in SAVED_CONFIGS hold: `<name>-<transformers version that saved it>/config.json`, written by
+# `config.save_pretrained` on the lowest supported transformers (5.16, sub-configs built by LlamaVidConfig) and
+# on one with `SubConfigSpec` (5.24, sub-configs built by transformers).
+SAVED = {
+    "tiny": lambda: tiny_config(
+        compress="grid",
+        grid_size=2,
+        chat_template="imgsp_v1",
+        text_overrides={"rope_parameters": {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0}},
+    ),
+    "default": lambda: LlamaVidConfig(vision_config={"image_size": 336}),
+}
+
+
+def _comparable(config) -> dict:
+    return {k: v for k, v in config.to_dict().items() if k not in ("transformers_version", "_name_or_path")}
+
+
+@pytest.mark.parametrize("folder", sorted(p.name for p in SAVED_CONFIGS.iterdir()))
+def test_folders_saved_by_any_supported_transformers_load_the_same(folder):
+    name = folder.rsplit("-", 1)[0]
+    loaded = LlamaVidConfig.from_pretrained(SAVED_CONFIGS / folder)
+    assert _comparable(loaded) == _comparable(SAVED[name]())
+    assert type(loaded.text_config).__name__ == "LlamaConfig"
+    assert type(loaded.vision_config).__name__ == "InstructBlipVisionConfig"
+    assert loaded.qformer_config.encoder_hidden_size == loaded.vision_config.hidden_size
+
+
+def test_saved_configs_cover_both_ways_of_building_sub_configs():
+    assert {p.name.rsplit("-", 1)[1] for p in SAVED_CONFIGS.iterdir()} == {"5.16.0", "5.24.0"}
+
+
+@pytest.mark.parametrize("name", sorted(SAVED))
+def test_round_trip_keeps_every_field(tmp_path, name):
+    config = SAVED[name]()
+    config.save_pretrained(tmp_path)
+    assert _comparable(LlamaVidConfig.from_pretrained(tmp_path)) == _comparable(config)
+
+
+def test_sub_config_models_come_from_their_model_type():
+    config = tiny_config(text_overrides={"model_type": "qwen2"})
+    assert type(config.text_config).__name__ == "Qwen2Config"
+    assert type(LlamaVidConfig(text_config={"vocab_size": 50}).text_config).__name__ == "LlamaConfig"
+    with pytest.raises(ValueError, match="text_config: unknown model_type 'no-such-llm'"):
+        tiny_config(text_overrides={"model_type": "no-such-llm"})

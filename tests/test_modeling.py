@@ -3,6 +3,7 @@ import torch
 
 from llamavid import LlamaVidForConditionalGeneration, LlamaVidProcessor
 from llamavid.model.processing import Video
+from llamavid.model.transformers_compat import CACHE_KEY
 from llamavid.testing import tiny_model_and_processor
 
 
@@ -183,7 +184,10 @@ def test_loss_ignores_visual_positions(tiny, image):
 def test_backward_with_gradient_checkpointing(image):
     model, processor = tiny_model_and_processor(seed=1)
     model.train()
-    model.activation_checkpointing_enable()
+    # transformers 5.23 renamed gradient_checkpointing_enable (a deprecated alias from then on)
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()
+    assert any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
     inputs = processor(_chat(processor, "What colour?"), media=[image], qformer_text="What colour?")
     out = model(**inputs, labels=inputs["input_ids"].clone())
     out.loss.backward()
@@ -191,3 +195,26 @@ def test_backward_with_gradient_checkpointing(image):
     assert grads["token_generator.context_projector.weight"] is not None
     assert grads["token_generator.qformer.encoder.layer.0.crossattention.attention.query.weight"] is not None
     assert grads["language_model.model.layers.0.mlp.up_proj.weight"] is not None
+
+
+def test_kv_cache_round_trip_matches_a_full_forward(tiny, image):
+    """The cache a forward returns, handed back under `cache`, continues the sequence exactly (on every supported
+    transformers, whatever it calls the cache)."""
+    model, processor = tiny
+    inputs = processor(_chat(processor, "What colour?"), media=[image], qformer_text="What colour?")
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    step = torch.tensor([[7, 11]])
+    with torch.no_grad():
+        prefill = model(**inputs, use_cache=True)
+        cache = prefill[CACHE_KEY]
+        assert cache.get_seq_length() == ids.shape[1]
+        continued = model(
+            input_ids=step,
+            attention_mask=torch.cat([mask, torch.ones_like(step)], dim=1),
+            cache=cache,
+            use_cache=True,
+        )
+        full = model(**{**inputs, "input_ids": torch.cat([ids, step], dim=1),
+                        "attention_mask": torch.cat([mask, torch.ones_like(step)], dim=1)})
+    assert continued[CACHE_KEY].get_seq_length() == ids.shape[1] + 2
+    torch.testing.assert_close(continued.logits, full.logits[:, -2:], rtol=1e-4, atol=1e-5)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 
 LEVEL_STEP = 32
 
@@ -79,6 +80,8 @@ def make_video(
             stream.codec_context.time_base = Fraction(1, 1000)
             stream.time_base = Fraction(1, 1000)
         if rotation is not None:
+            if not hasattr(stream, "set_display_rotation"):
+                pytest.skip(f"PyAV {av.__version__} cannot write rotation metadata (set_display_rotation)")
             stream.set_display_rotation(rotation)
         audio_stream = container.add_stream("aac", rate=16000) if audio else None
         for i in range(num_frames):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import subprocess
 
+import av
 import numpy as np
 import pytest
 from _make_media import ffmpeg_binary, index_frame, read_index, run_ffmpeg
 
-from llamavid.media import load_video, original_indices, resized_shape
+from llamavid.media import load_video, original_indices, resized_shape, video
 
 
 def assert_frames(clip, expected_indices, fps=25.0):
@@ -199,6 +200,30 @@ def test_sparse_sampling_seeks_and_returns_the_same_frames(media):
     assert sparse.extra["decoding"] == "seeking"
     assert_frames(sparse, original_indices(600, 10.0, 0.2), fps=10.0)
     assert load_video(path, fps=1.0).extra["decoding"] == "sequential"  # a sample per keyframe: straight through
+
+
+def test_packet_scan_finds_the_keyframes_of_the_index(media):
+    # libx264's B-frames put decode times a frame ahead of presentation times: the scan must read the same ones
+    path = media.video("gop10.mp4", fps=10, num_frames=600, gop=10)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        indexed = video._indexed_keyframes(stream)
+        if indexed is None:
+            pytest.skip(f"PyAV {av.__version__} does not expose the demuxer's index (index_entries)")
+        scanned = video._scanned_keyframes(container, stream)
+        np.testing.assert_array_equal(scanned, indexed)
+        assert len(scanned) == 60
+        first = next(container.decode(stream))  # rewound: decoding starts over
+        assert read_index(first.to_ndarray(format="rgb24"))[0] == 0
+
+
+def test_sparse_sampling_without_an_index_seeks_to_the_same_frames(media, monkeypatch):
+    # PyAV < 16 has no index_entries, and some files no index: the packet scan then drives the seeking
+    path = media.video("gop10.mp4", fps=10, num_frames=600, gop=10)
+    monkeypatch.setattr(video, "_indexed_keyframes", lambda stream: None)
+    clip = load_video(path, num_frames=8)
+    assert clip.extra["decoding"] == "seeking"
+    assert_frames(clip, np.arange(8) * 600 // 8, fps=10.0)
 
 
 def test_ten_minute_video(media):

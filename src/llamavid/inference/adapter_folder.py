@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelLoadError
+from ..model.transformers_compat import CACHE_KEY
 from .llm_sources import load_llm
 
 VISUAL_FILE = "visual.safetensors"
@@ -42,7 +43,7 @@ class VisualTurnRouting:
 
     def _choose(self, _module, args, kwargs):
         input_ids = kwargs.get("input_ids", args[0] if args else None)
-        cache = kwargs.get("cache")
+        cache = kwargs.get("cache", kwargs.get(CACHE_KEY))  # generation on transformers < 5.24 passes the latter
         if input_ids is None or (cache is not None and cache.get_seq_length() > 0):
             return None  # no placeholders to look at, or the same sequences decoding on
         visual = (input_ids == self.config.image_token_id).any(dim=1).tolist()

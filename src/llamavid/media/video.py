@@ -321,18 +321,32 @@ def _keyframes_if_sparse(container, stream, info: _StreamInfo, selector: Selecto
     interval = _sample_interval(info, selector)
     if not interval >= SEEK_MIN_INTERVAL_S or not info.native_fps > 0:
         return None
-    entries = stream.index_entries
-    if len(entries) > 1:
-        raw = np.array([e.timestamp for e in entries if e.is_keyframe], dtype=np.float64)
-    else:  # no usable index: read packets (no decoding), then rewind
-        raw = np.array([p.dts for p in container.demux(stream) if p.is_keyframe and p.dts is not None], np.float64)
-        container.seek(0, stream=stream, backward=True)
+    raw = _indexed_keyframes(stream)
+    if raw is None:
+        raw = _scanned_keyframes(container, stream)
     if raw.size < 2:
         return None
     times = np.unique(raw * info.time_base - info.origin)
     if np.median(np.diff(times)) >= interval:
         return None
     return times
+
+
+def _indexed_keyframes(stream) -> np.ndarray | None:
+    """Keyframe decode times (stream time base) from the demuxer's index; ``None`` without a usable index,
+    or on PyAV < 16, which does not expose it."""
+    entries = getattr(stream, "index_entries", None)
+    if entries is None or len(entries) <= 1:
+        return None
+    return np.array([e.timestamp for e in entries if e.is_keyframe], dtype=np.float64)
+
+
+def _scanned_keyframes(container, stream) -> np.ndarray:
+    """Keyframe decode times read from the packets (no decoding), then rewound to the start. Decode times,
+    not presentation times, because that is what an index holds: both sources give the same answer."""
+    raw = np.array([p.dts for p in container.demux(stream) if p.is_keyframe and p.dts is not None], np.float64)
+    container.seek(0, stream=stream, backward=True)
+    return raw
 
 
 def _scan_duration(container, stream, info: _StreamInfo) -> float:

@@ -17,15 +17,26 @@ from typing import Literal
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.models.instructblip.configuration_instructblip import (
     InstructBlipQFormerConfig,
     InstructBlipVisionConfig,
 )
 
 from ..errors import LlamaVidError
+from .transformers_compat import SubConfigSpec
 
 COMPRESS_MODES = ("none", "mean", "grid")
+
+#: The LLM a `text_config` without a `model_type` describes (the releases' Vicuna is a LLaMA).
+DEFAULT_TEXT_MODEL_TYPE = "llama"
+
+# Each sub-config's class; `AutoConfig` picks the LLM's from its `model_type`.
+_SUB_CONFIG_CLASSES = {
+    "vision_config": InstructBlipVisionConfig,
+    "qformer_config": InstructBlipQFormerConfig,
+    "text_config": AutoConfig,
+}
 
 
 class ConfigError(LlamaVidError, ValueError):
@@ -76,11 +87,17 @@ class LlamaVidConfig(PreTrainedConfig):
     """
 
     model_type = "llamavid"
-    sub_configs_defaults = {
-        "vision_config": InstructBlipVisionConfig,
-        "qformer_config": InstructBlipQFormerConfig,
-        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama"),
-    }
+    # transformers >= 5.20 serializes a sub-config as a diff against the defaults its spec declares (5.20 takes
+    # only specs, later versions also bare classes); 5.16-5.19 know only a class map (and diff against a
+    # default instance).
+    if SubConfigSpec is not None:
+        sub_configs_defaults = {
+            "vision_config": SubConfigSpec(config_class=InstructBlipVisionConfig),
+            "qformer_config": SubConfigSpec(config_class=InstructBlipQFormerConfig),
+            "text_config": SubConfigSpec(config_class=AutoConfig, model_type=DEFAULT_TEXT_MODEL_TYPE),
+        }
+    else:
+        sub_configs = dict(_SUB_CONFIG_CLASSES)
 
     vision_config: dict | PreTrainedConfig | None = None
     qformer_config: dict | PreTrainedConfig | None = None
@@ -102,12 +119,32 @@ class LlamaVidConfig(PreTrainedConfig):
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
+        # Built here on every transformers version (newer ones then pass the configs through), so a folder
+        # gives the same sub-configs, and a bad one the same error, whichever version loads it.
+        self._build_sub_configs()
         super().__post_init__(**kwargs)
         # The Q-Former cross-attends to vision features: the two widths are one fact, kept in one place.
         self.qformer_config.encoder_hidden_size = self.vision_config.hidden_size
         if self.image_token_id is None:
             self.image_token_id = self.text_config.vocab_size
         self._check()
+
+    def _build_sub_configs(self) -> None:
+        """A config passes through, a dict (or nothing) builds the declared class, and the LLM's class comes
+        from its dict's `model_type` (LLaMA when absent): the rules of transformers' `SubConfigSpec`."""
+        for key, config_class in self.sub_configs.items():
+            value = getattr(self, key)
+            if isinstance(value, PreTrainedConfig):
+                continue
+            if value is not None and not isinstance(value, dict):
+                raise ConfigError(f"LlamaVidConfig.{key}: must be a dict or a config, got {type(value).__name__}")
+            value = {} if value is None else value
+            if config_class is AutoConfig:
+                model_type = value.get("model_type", DEFAULT_TEXT_MODEL_TYPE)
+                if model_type not in CONFIG_MAPPING:
+                    raise ConfigError(f"LlamaVidConfig.{key}: unknown model_type {model_type!r}")
+                config_class = CONFIG_MAPPING[model_type]
+            setattr(self, key, config_class(**value))
 
     def _check(self) -> None:
         def fail(field: str, problem: str) -> None:

@@ -38,6 +38,7 @@ from transformers.models.instructblip.modeling_instructblip import (
 
 from .configuration import LlamaVidConfig
 from .processing import LlamaVidProcessor
+from .transformers_compat import CACHE_KEY
 
 VISUAL_INPUTS = (
     "visual_tokens",
@@ -185,7 +186,11 @@ class LlamaVidOutput(ModelOutput):
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
-    cache: object | None = None
+    # Named as the installed transformers names it: its generation loop reads the KV cache back by that name.
+    if CACHE_KEY == "cache":
+        cache: object | None = None
+    else:
+        past_key_values: object | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
     visual_tokens: torch.FloatTensor | None = None
@@ -201,7 +206,7 @@ class LlamaVidPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_attention_backend = True
     _no_split_modules = ["InstructBlipEncoderLayer", "InstructBlipQFormerLayer", "VisualTokenGenerator"]
-    _skip_keys_device_placement = ["cache"]
+    _skip_keys_device_placement = [CACHE_KEY]
 
 
 class LlamaVidForConditionalGeneration(LlamaVidPreTrainedModel, GenerationMixin):
@@ -369,10 +374,12 @@ class LlamaVidForConditionalGeneration(LlamaVidPreTrainedModel, GenerationMixin)
             inputs_embeds = self.embed_inputs(input_ids, visual_tokens)
         if labels is not None and input_ids is not None:
             labels = labels.masked_fill(input_ids == self.config.image_token_id, -100)
+        if CACHE_KEY in kwargs:  # transformers < 5.24 generates with `past_key_values`
+            cache = kwargs.pop(CACHE_KEY)
+        kwargs[CACHE_KEY] = cache
         outputs = self.language_model(
             attention_mask=attention_mask,
             position_ids=position_ids,
-            cache=cache,
             inputs_embeds=inputs_embeds,
             labels=labels,
             use_cache=use_cache,
@@ -382,7 +389,7 @@ class LlamaVidForConditionalGeneration(LlamaVidPreTrainedModel, GenerationMixin)
         return LlamaVidOutput(
             loss=outputs.loss,
             logits=outputs.logits,
-            cache=outputs.cache,
+            **{CACHE_KEY: getattr(outputs, CACHE_KEY)},
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             visual_tokens=visual_tokens,

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback
 
+from ..model.transformers_compat import CACHE_KEY
 from .preprocess import IGNORE_INDEX
 from .sampler import ModalityLengthSampler
 from .stages import ADAPTER_PREFIX, StageSettings, adapter_state_dict, load_adapter
@@ -139,7 +140,7 @@ class LlamaVidTrainer(Trainer):
         batch, length = input_ids.shape
         llm = model.language_model
         cache = DynamicCache(config=llm.config)
-        llm.model(inputs_embeds=embeds[:1, :prefix], cache=cache, use_cache=True)
+        llm.model(inputs_embeds=embeds[:1, :prefix], use_cache=True, **{CACHE_KEY: cache})
         for layer in cache.layers:  # one row's keys/values, seen by every row (gradients sum back)
             layer.keys = layer.keys.expand(batch, -1, -1, -1)
             layer.values = layer.values.expand(batch, -1, -1, -1)
@@ -150,9 +151,9 @@ class LlamaVidTrainer(Trainer):
             inputs_embeds=embeds[:, prefix:],
             attention_mask=mask,
             position_ids=positions,
-            cache=cache,
             use_cache=True,
             logits_to_keep=keep - prefix,
+            **{CACHE_KEY: cache},
         )
 
     def _save(self, output_dir=None, state_dict=None):
