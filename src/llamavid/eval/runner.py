@@ -131,18 +131,10 @@ class AnswerGenerator:
 
     def __init__(self, model, processor, feature_cache_dir: Path | None = None):
         from llamavid.inference.engine import ChatEngine
-        from llamavid.inference.features import FeatureCache
 
         self.model = model
         self.processor = processor
-        # frames decoded at their own size, then resized by the image processor, as the original's evaluation did
-        self.engine = ChatEngine(
-            model,
-            processor,
-            cache=FeatureCache(feature_cache_dir, memory_items=4),
-            fps=FPS,
-            decode_at_model_size=False,
-        )
+        self.engine = ChatEngine.for_evaluation(model, processor, feature_cache_dir, memory_items=4, fps=FPS)
 
     def features(self, media: Media):
         """The vision features of an item's medium (an image padded as the benchmark says)."""

@@ -86,6 +86,20 @@ class ChatEngine:
         model, processor = load_model(path, device=device, dtype=dtype, bits=bits)
         return cls(model, processor, cache=FeatureCache(cache_dir), **kwargs)
 
+    @classmethod
+    def for_evaluation(
+        cls, model, processor, cache_dir: str | os.PathLike | None = None, memory_items: int = 8, **sampling
+    ) -> ChatEngine:
+        """An engine as benchmarks use it: frames decoded at their own size, then resized by the image processor,
+        as the original's evaluation did; `sampling` is `fps`/`max_frames`."""
+        return cls(
+            model,
+            processor,
+            cache=FeatureCache(cache_dir, memory_items=memory_items),
+            decode_at_model_size=False,
+            **sampling,
+        )
+
     @property
     def cache(self) -> FeatureCache:
         return self.encoder.cache

@@ -31,7 +31,6 @@ from tqdm import tqdm
 
 from ..errors import UsageError
 from ..inference.engine import ChatEngine
-from ..inference.features import FeatureCache
 from ..inference.generation import GenerationSettings
 from ..inference.inputs import Sample, Turn, build_sample, collate
 from ..inference.loading import load_model
@@ -46,6 +45,7 @@ class LlamaVid(lmms):
     """The simple interface: requests carry the prompt text and a `doc_to_visual` for their document."""
 
     is_simple = True
+    _gen_kwargs_index = 1  # where a generate request's args hold its gen_kwargs (chat requests: 2)
 
     def __init__(
         self,
@@ -72,14 +72,7 @@ class LlamaVid(lmms):
             device = str(state.device)  # one device per process
         self.batch_size = int(batch_size) if str(batch_size).isdigit() else 1
         model, processor = load_model(pretrained, device=device, dtype=dtype)
-        self.engine = ChatEngine(
-            model,
-            processor,
-            cache=FeatureCache(feature_cache, memory_items=8),
-            fps=fps,
-            max_frames=max_frames,
-            decode_at_model_size=False,
-        )
+        self.engine = ChatEngine.for_evaluation(model, processor, feature_cache, fps=fps, max_frames=max_frames)
         self.seed = seed
         self.template = template
 
@@ -163,8 +156,6 @@ class LlamaVid(lmms):
                 progress.update(len(batch))
         progress.close()
         return answers
-
-    _gen_kwargs_index = 1
 
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
         """(negative log-probability of the continuation, whether greedy decoding would produce it), per request."""
