@@ -9,13 +9,31 @@ from pathlib import Path
 
 def register(commands) -> None:
     parser = commands.add_parser("extract-features", help=run.__doc__, description=run.__doc__)
-    parser.add_argument("source", help="a video file, or a folder of videos (searched recursively)")
+    parser.add_argument(
+        "source",
+        help="a video file, a folder of videos (searched recursively), or with --movienet-files a folder of "
+        "MovieNet keyframe archives <imdb>.tar",
+    )
     parser.add_argument("--model", required=True, help="llamavid model folder or hub name whose vision tower to use")
     parser.add_argument("--out", required=True, help="output folder (one .safetensors per video)")
     parser.add_argument(
         "--subtitles", help=".srt/.vtt for a single video (default: the one beside each video)"
     )
-    parser.add_argument("--fps", type=float, default=1.0, help="frames per second to keep (default 1)")
+    parser.add_argument(
+        "--transcribe",
+        nargs="?",
+        const="openai/whisper-large-v3",
+        metavar="WHISPER",
+        help="transcribe videos without subtitles with a Whisper model id or local folder "
+        "(default openai/whisper-large-v3); the transcript is written as OUT/<name>.srt",
+    )
+    parser.add_argument(
+        "--movienet-files",
+        metavar="FILES_DIR",
+        help="MovieNet files folder (shot/<imdb>.txt, meta/<imdb>.json, subtitle/<imdb>.srt): SOURCE is then a "
+        "folder of <imdb>.tar keyframe archives and every keyframe is kept",
+    )
+    parser.add_argument("--fps", type=float, help="frames per second to keep from videos (default 1)")
     parser.add_argument("--batch-size", type=int, default=32, help="frames per vision-tower batch")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
@@ -24,7 +42,8 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Extract vision features of videos for movie chat (resumable; data-parallel under accelerate launch)."""
+    """Extract vision features of videos or MovieNet movies for movie chat (resumable; data-parallel under accelerate
+    launch)."""
     from accelerate import PartialState
 
     from ..errors import UsageError
@@ -33,25 +52,70 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.movienet_files and (args.subtitles or args.fps is not None):
+        raise UsageError(
+            "--movienet-files takes every keyframe and each movie's subtitle/<imdb>.srt: drop --subtitles and --fps"
+        )
     source, out_dir = Path(args.source), Path(args.out)
     state = PartialState()
     device = args.device if args.device != "auto" or state.num_processes == 1 else str(state.device)
     engine = ChatEngine.from_pretrained(args.model, device=device, dtype=args.dtype)
     progress = False if args.no_progress else None
+    if args.movienet_files:
+        if args.transcribe:
+            raise UsageError("--movienet-files reads each movie's subtitle/<imdb>.srt: drop --transcribe")
+        return _run_movienet(args, engine, state, progress)
+    transcriber = None
+    if args.transcribe:
+        from ..inference.transcribe import Transcriber
+
+        transcriber = Transcriber(args.transcribe, device=engine.device)
     done = skipped = 0
     for path, status in extract_all(
         engine.encoder,
         source,
         out_dir,
         Path(args.subtitles) if args.subtitles else None,
-        args.fps,
+        args.fps or 1.0,
         args.batch_size,
         state.process_index,
         state.num_processes,
         progress,
+        transcriber,
     ):
         done += status == "done"
         skipped += status == "skipped"
         print(f"{status}: {path}", flush=True)
     print(f"process {state.process_index}: {done} extracted, {skipped} already done", file=sys.stderr)
     return 0
+
+
+def _run_movienet(args: argparse.Namespace, engine, state, progress: bool | None) -> int:
+    from ..inference.extract_movienet import extract_movienet
+
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    failures = []
+    for path, status, error in extract_movienet(
+        engine.encoder,
+        Path(args.source),
+        Path(args.movienet_files),
+        Path(args.out),
+        args.batch_size,
+        state.process_index,
+        state.num_processes,
+        progress,
+    ):
+        counts[status] += 1
+        if error:
+            failures.append(error)
+            print(f"failed: {error}", file=sys.stderr, flush=True)
+        else:
+            print(f"{status}: {path}", flush=True)
+    print(
+        f"process {state.process_index}: {counts['done']} extracted, {counts['skipped']} already done, "
+        f"{counts['failed']} failed",
+        file=sys.stderr,
+    )
+    for error in failures:
+        print(f"failed: {error}", file=sys.stderr)
+    return 1 if failures else 0

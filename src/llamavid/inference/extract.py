@@ -117,6 +117,12 @@ def shard(items: list, index: int, count: int) -> list:
     return items[index::count]
 
 
+def remove_leftovers(out_dir: Path) -> None:
+    """Temporary files of a killed run: never complete, so never worth keeping."""
+    for leftover in out_dir.rglob(".*.partial") if out_dir.is_dir() else []:
+        leftover.unlink(missing_ok=True)
+
+
 def extract_all(
     encoder: MediaEncoder,
     source: Path,
@@ -127,8 +133,13 @@ def extract_all(
     process_index: int = 0,
     num_processes: int = 1,
     progress: bool | None = None,
+    transcriber=None,
 ) -> Iterator[tuple[Path, str]]:
-    """Extract every video of `source` that this process owns; yields (output path, "done" | "skipped")."""
+    """Extract every video of `source` that this process owns; yields (output path, "done" | "skipped").
+
+    With a `transcriber` (see `transcribe.Transcriber`), a video without subtitles gets a transcript written
+    beside its feature file (`<name>.srt`), aligned like any subtitle file.
+    """
     from tqdm.auto import tqdm
 
     from .feature_files import write_feature_file
@@ -138,13 +149,14 @@ def extract_all(
         raise UsageError(
             "--subtitles names one file: use it with a single video (or put .srt files beside each)"
         )
-    for leftover in out_dir.rglob(".*.partial") if out_dir.is_dir() else []:
-        leftover.unlink(missing_ok=True)
+    remove_leftovers(out_dir)
     for video in tqdm(videos, desc="videos", unit="video", disable=_quiet(progress)):
         target = output_path(video, source, out_dir)
         if is_complete(target):
             yield target, "skipped"
             continue
         subtitle_file = subtitles or subtitles_beside(video)
+        if subtitle_file is None and transcriber is not None:
+            subtitle_file = transcriber.subtitle_file(video, target.with_suffix(".srt"))
         write_feature_file(target, extract_video(encoder, video, subtitle_file, fps, batch_size, progress))
         yield target, "done"

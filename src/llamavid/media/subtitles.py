@@ -26,7 +26,16 @@ import numpy as np
 
 from .errors import EmptyMediaError, MediaNotFoundError, UnsupportedMediaError
 
-__all__ = ["Subtitle", "align_subtitles", "decode_text", "load_subtitles", "parse_srt", "parse_vtt"]
+__all__ = [
+    "Subtitle",
+    "align_subtitles",
+    "decode_text",
+    "format_srt",
+    "load_subtitles",
+    "parse_srt",
+    "parse_vtt",
+    "write_srt",
+]
 
 
 class Subtitle(NamedTuple):
@@ -145,3 +154,29 @@ def align_subtitles(subtitles: list[Subtitle], frame_timestamps) -> list[list[st
     for frame, subtitle in zip(target.tolist(), subtitles, strict=True):
         per_frame[frame].append(subtitle.text)
     return per_frame
+
+
+def _srt_time(seconds: float) -> str:
+    millis = max(int(round(seconds * 1000)), 0)
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d},{millis:03d}"
+
+
+def format_srt(subtitles: list[Subtitle]) -> str:
+    """SubRip text that `parse_srt` reads back as the same cues (times to the millisecond, text on one line)."""
+    blocks = [
+        f"{number}\n{_srt_time(cue.start)} --> {_srt_time(cue.end)}\n{' '.join(cue.text.split())}\n"
+        for number, cue in enumerate(subtitles, start=1)
+    ]
+    return "\n".join(blocks)
+
+
+def write_srt(path: str | os.PathLike, subtitles: list[Subtitle]) -> None:
+    """Write a ``.srt`` (UTF-8) under a temporary name, then rename: a killed run never leaves half a file."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    temporary.write_text(format_srt(subtitles), encoding="utf-8")
+    os.replace(temporary, target)
