@@ -13,7 +13,6 @@ import json
 import resource
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -27,34 +26,24 @@ BATCH_SIZE = 32
 def make_movie(root: Path, minutes: int, shots: int) -> tuple[Path, Path]:
     from PIL import Image
 
+    from llamavid.testing import write_movienet_movie
+
     video_dir, files_dir = root / "keyframes", root / "files"
-    for folder in (video_dir, files_dir / "shot", files_dir / "meta", files_dir / "subtitle"):
-        folder.mkdir(parents=True)
     payloads = []
     for level in range(0, 256, 16):  # a few distinct small jpgs, reused: generating is not what is measured
         buffer = io.BytesIO()
         Image.new("RGB", (96, 54), (level, 255 - level, level // 2)).save(buffer, format="JPEG")
         payloads.append(buffer.getvalue())
-    with tarfile.open(video_dir / "tt9999999.tar", "w") as tar:
-        for shot in range(shots):
-            for k in range(KEYFRAMES_PER_SHOT):
-                data = payloads[(shot * KEYFRAMES_PER_SHOT + k) % len(payloads)]
-                info = tarfile.TarInfo(f"tt9999999/shot_{shot:04d}_img_{k}.jpg")
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-    lines = []
-    for shot in range(shots):
-        start = shot * FRAMES_PER_SHOT
-        keyframes = [start + 20, start + 60, start + 100]
-        lines.append(" ".join(map(str, [start, start + FRAMES_PER_SHOT - 1, *keyframes])))
-    (files_dir / "shot" / "tt9999999.txt").write_text("\n".join(lines) + "\n")
-    meta = {"version": [{"runtime": f"{minutes} min"}]}
-    (files_dir / "meta" / "tt9999999.json").write_text(json.dumps(meta))
+    shots_lines = [
+        (shot * FRAMES_PER_SHOT, (shot + 1) * FRAMES_PER_SHOT - 1, [shot * FRAMES_PER_SHOT + k for k in (20, 60, 100)])
+        for shot in range(shots)
+    ]
+    jpgs = [payloads[i % len(payloads)] for i in range(shots * KEYFRAMES_PER_SHOT)]
     cues = []
     for n, second in enumerate(range(0, minutes * 60, 10), start=1):
         clock = f"{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
         cues.append(f"{n}\n{clock},000 --> {clock},900\nLine number {n}...\n")
-    (files_dir / "subtitle" / "tt9999999.srt").write_text("\n".join(cues))
+    write_movienet_movie(video_dir, files_dir, "tt9999999", shots_lines, minutes, jpgs, subtitles="\n".join(cues))
     return video_dir, files_dir
 
 

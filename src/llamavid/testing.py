@@ -37,6 +37,52 @@ def write_test_video(
     return path
 
 
+def write_movienet_movie(
+    video_dir,
+    files_dir,
+    imdb: str,
+    shots: list[tuple[int, int, list[int]]],
+    runtime_minutes: int,
+    jpgs: list[bytes],
+    subtitles: str | None = None,
+    shuffle_seed: int | str | None = None,
+):
+    """One movie as MovieNet ships it: `VIDEO_DIR/<imdb>.tar` with one jpg a keyframe
+    (`<imdb>/shot_<shot>_img_<k>.jpg`), and in FILES_DIR `shot/<imdb>.txt` ("start end kf1 kf2 ..." a shot),
+    `meta/<imdb>.json` (the runtime) and, when `subtitles` (srt text) is given, `subtitle/<imdb>.srt`.
+    `jpgs` are the keyframes' encoded images in name order; `shuffle_seed` stores the members out of that order,
+    so readers must sort them. Returns the archive's path."""
+    import io
+    import json
+    import random
+    import tarfile
+    from pathlib import Path
+
+    video_dir, files_dir = Path(video_dir), Path(files_dir)
+    names = [f"{imdb}/shot_{s:04d}_img_{k}.jpg" for s, (_, _, keyframes) in enumerate(shots) for k in range(len(keyframes))]
+    if len(jpgs) != len(names):
+        raise ValueError(f"{len(names)} keyframes in the shots, {len(jpgs)} jpgs given")
+    members = list(zip(names, jpgs, strict=True))
+    if shuffle_seed is not None:
+        random.Random(shuffle_seed).shuffle(members)
+    video_dir.mkdir(parents=True, exist_ok=True)
+    archive = video_dir / f"{imdb}.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    for folder in ("shot", "meta", "subtitle"):
+        (files_dir / folder).mkdir(parents=True, exist_ok=True)
+    lines = [" ".join(map(str, [start, end, *keyframes])) for start, end, keyframes in shots]
+    (files_dir / "shot" / f"{imdb}.txt").write_text("\n".join(lines) + "\n")
+    meta = {"imdb_id": imdb, "version": [{"runtime": f"{runtime_minutes} min", "description": ""}]}
+    (files_dir / "meta" / f"{imdb}.json").write_text(json.dumps(meta))
+    if subtitles is not None:
+        (files_dir / "subtitle" / f"{imdb}.srt").write_text(subtitles, encoding="utf-8")
+    return archive
+
+
 def supervised_spans(labels: list[int], ignore_index: int = -100) -> list[tuple[int, int]]:
     """[start, end) runs of positions that carry a label (not `ignore_index`): what label-masking tests compare."""
     spans, start = [], None
@@ -56,5 +102,6 @@ __all__ = [
     "tiny_model_and_processor",
     "tiny_qformer_tokenizer",
     "tiny_tokenizer",
+    "write_movienet_movie",
     "write_test_video",
 ]

@@ -1,11 +1,8 @@
 """MovieNet input for `extract-features`: keyframe archives, shot/meta files, subtitles, failures, resuming."""
 
 import io
-import json
-import random
 import subprocess
 import sys
-import tarfile
 
 import pytest
 import torch
@@ -16,6 +13,7 @@ from llamavid.inference.extract_movienet import extract_movienet
 from llamavid.inference.feature_files import read_feature_file
 from llamavid.media import load_image
 from llamavid.model.processing import Video
+from llamavid.testing import write_movienet_movie
 
 SHOTS = 4
 KEYFRAMES = (10, 50, 90)  # frame offsets of a shot's keyframes; a shot is 100 frames
@@ -42,32 +40,20 @@ def jpg(level):
 
 def make_movie(video_dir, files_dir, imdb, subtitles=True, corrupt=None, extra_keyframes=0):
     """A MovieNet movie; members go into the tar in shuffled order, so name order must be restored."""
-    names = [f"{imdb}/shot_{s:04d}_img_{k}.jpg" for s in range(SHOTS) for k in range(len(KEYFRAMES))]
-    members = {name: jpg(grey(i)) for i, name in enumerate(names)}
+    shots = [(s * 100, s * 100 + 99, [s * 100 + k for k in KEYFRAMES]) for s in range(SHOTS)]
+    jpgs = [jpg(grey(i)) for i in range(SHOTS * len(KEYFRAMES))]
+    stored = list(jpgs)
     if corrupt is not None:
-        members[names[corrupt]] = b"\xff\xd8\xff\xe0 not really a jpeg"
-    order = list(members)
-    random.Random(imdb).shuffle(order)
-    with tarfile.open(video_dir / f"{imdb}.tar", "w") as tar:
-        for name in order:
-            info = tarfile.TarInfo(name)
-            info.size = len(members[name])
-            tar.addfile(info, io.BytesIO(members[name]))
-    lines = []
-    for s in range(SHOTS):
-        keyframes = [s * 100 + k for k in KEYFRAMES]
-        if s == SHOTS - 1:
-            keyframes += [s * 100 + 95 + k for k in range(extra_keyframes)]
-        lines.append(" ".join(map(str, [s * 100, s * 100 + 99, *keyframes])))
-    for folder in ("shot", "meta", "subtitle"):
-        (files_dir / folder).mkdir(exist_ok=True)
-    (files_dir / "shot" / f"{imdb}.txt").write_text("\n".join(lines) + "\n")
-    meta = {"imdb_id": imdb, "version": [{"runtime": f"{RUNTIME_MINUTES} min", "description": ""}]}
-    (files_dir / "meta" / f"{imdb}.json").write_text(json.dumps(meta))
-    if subtitles:
-        srt = "".join(f"{n}\n{a} --> {b}\n{text}\n\n" for n, (a, b, text, _) in enumerate(SUBTITLES, 1))
-        (files_dir / "subtitle" / f"{imdb}.srt").write_text(srt, encoding="utf-8")
-    return [members[name] for name in sorted(names)]
+        stored[corrupt] = b"\xff\xd8\xff\xe0 not really a jpeg"
+    srt = "".join(f"{n}\n{a} --> {b}\n{text}\n\n" for n, (a, b, text, _) in enumerate(SUBTITLES, 1))
+    write_movienet_movie(video_dir, files_dir, imdb, shots, RUNTIME_MINUTES, stored,
+                         subtitles=srt if subtitles else None, shuffle_seed=imdb)
+    if extra_keyframes:  # a shot file naming more keyframes than the archive holds
+        start, end, keyframes = shots[-1]
+        shots[-1] = (start, end, keyframes + [start + 95 + k for k in range(extra_keyframes)])
+        lines = [" ".join(map(str, [a, b, *k])) for a, b, k in shots]
+        (files_dir / "shot" / f"{imdb}.txt").write_text("\n".join(lines) + "\n")
+    return jpgs
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +66,8 @@ def movienet(tmp_path_factory):
     make_movie(video_dir, files_dir, "tt0000002", subtitles=False)
     make_movie(video_dir, files_dir, "tt0000003", corrupt=4)
     make_movie(video_dir, files_dir, "tt0000004", extra_keyframes=1)
+    make_movie(video_dir, files_dir, "tt0000005")
+    (files_dir / "subtitle" / "tt0000005.srt").write_bytes(b"")
     return video_dir, files_dir, jpgs
 
 
@@ -119,8 +107,12 @@ def test_movienet_features_times_subtitles_and_failures(engine, movienet, tmp_pa
     assert status == "failed" and "tt0000003" in error and "shot_0001_img_1.jpg" in error and "\n" not in error
     status, error = statuses["tt0000004.safetensors"]
     assert status == "failed" and "tt0000004" in error and "13 keyframes" in error and "12 jpgs" in error
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tt0000001.safetensors", "tt0000002.safetensors"]
+    assert statuses["tt0000005.safetensors"] == ("done", None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "tt0000001.safetensors", "tt0000002.safetensors", "tt0000005.safetensors"
+    ]
     assert "tt0000002: no subtitle file" in caplog.text
+    assert "tt0000005: the subtitle file is empty" in caplog.text
 
     movie = read_feature_file(tmp_path / "tt0000001.safetensors")
     times = expected_times()
@@ -137,9 +129,10 @@ def test_movienet_features_times_subtitles_and_failures(engine, movienet, tmp_pa
     torch.testing.assert_close(movie.features.float(), expected.float(), atol=2e-3, rtol=2e-3)
     assert not torch.allclose(movie.features[0].float(), movie.features[1].float(), atol=1e-2)
 
-    silent = read_feature_file(tmp_path / "tt0000002.safetensors")
-    assert silent.subtitles == [[] for _ in range(12)]
-    torch.testing.assert_close(silent.features, movie.features)
+    for silent in ("tt0000002.safetensors", "tt0000005.safetensors"):  # no subtitle file; an empty one
+        silent = read_feature_file(tmp_path / silent)
+        assert silent.subtitles == [[] for _ in range(12)]
+        torch.testing.assert_close(silent.features, movie.features)
 
     # rerun: finished movies are skipped, failed ones are tried (and fail) again
     rerun = [(p.name, s) for p, s, _ in extract_movienet(engine.encoder, video_dir, files_dir, tmp_path, progress=False)]
@@ -148,6 +141,7 @@ def test_movienet_features_times_subtitles_and_failures(engine, movienet, tmp_pa
         ("tt0000002.safetensors", "skipped"),
         ("tt0000003.safetensors", "failed"),
         ("tt0000004.safetensors", "failed"),
+        ("tt0000005.safetensors", "skipped"),
     ]
 
 
@@ -175,19 +169,27 @@ def test_crash_mid_movie_resumes_to_identical_files(engine, movienet, tmp_path, 
     assert sorted(p.name for p in resumed.iterdir()) == ["tt0000001.safetensors"]
 
     again = [s for _, s, _ in extract_movienet(engine.encoder, video_dir, files_dir, resumed, batch_size=4, progress=False)]
-    assert again == ["skipped", "done", "failed", "failed"]
+    assert again == ["skipped", "done", "failed", "failed", "done"]
     for name in ("tt0000001.safetensors", "tt0000002.safetensors"):
         assert (resumed / name).read_bytes() == (whole / name).read_bytes(), name
 
 
 def test_processes_share_the_movies(engine, movienet, tmp_path):
     video_dir, files_dir, _ = movienet
+    tmp_path.mkdir(exist_ok=True)
+    busy = tmp_path / ".tt0000001.safetensors.4242.partial"  # process 0 still writing its movie
+    stale = tmp_path / ".tt0000002.safetensors.999.partial"  # process 1's own, from a killed run
+    busy.write_bytes(b"being written")
+    stale.write_bytes(b"left by a killed run")
+    second = [p.name for p, _, _ in extract_movienet(engine.encoder, video_dir, files_dir, tmp_path, 16, 1, 2, False)]
+    assert busy.exists() and not stale.exists()
+    busy.unlink()
     owned = [
-        [p.name for p, _, _ in extract_movienet(engine.encoder, video_dir, files_dir, tmp_path, 16, i, 2, False)]
-        for i in range(2)
+        [p.name for p, _, _ in extract_movienet(engine.encoder, video_dir, files_dir, tmp_path, 16, 0, 2, False)],
+        second,
     ]
     assert owned == [
-        ["tt0000001.safetensors", "tt0000003.safetensors"],
+        ["tt0000001.safetensors", "tt0000003.safetensors", "tt0000005.safetensors"],
         ["tt0000002.safetensors", "tt0000004.safetensors"],
     ]
 
@@ -201,8 +203,9 @@ def test_cli_extracts_movienet_and_reports_failures(tiny_folder, movienet, tmp_p
     assert result.stdout.splitlines() == [
         f"done: {tmp_path / 'tt0000001.safetensors'}",
         f"done: {tmp_path / 'tt0000002.safetensors'}",
+        f"done: {tmp_path / 'tt0000005.safetensors'}",
     ]
-    assert "2 extracted, 0 already done, 2 failed" in result.stderr
+    assert "3 extracted, 0 already done, 2 failed" in result.stderr
     assert "tt0000003" in result.stderr and "shot_0001_img_1.jpg" in result.stderr
     movie = read_feature_file(tmp_path / "tt0000001.safetensors")
     assert movie.subtitles == expected_subtitles(expected_times())

@@ -1,20 +1,23 @@
-"""Stage 3 end to end: movie features made by `llamavid extract-features` (video + subtitles), long-video QA rows in
-the original's format pointing at them, a few steps of the long-video recipe (linear RoPE x16 from the context
+"""Stage 3 end to end: movie features made by `llamavid extract-features` (from video files with subtitles, and from
+MovieNet's keyframe archives with its shot, meta and subtitle files), long-video QA rows in the original's format
+pointing at them, a few steps of the long-video recipe (linear RoPE x16 from the context
 length, features instead of pixels, Q-Former frozen), and the result answering about the movie through
 `llamavid chat --features`."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from PIL import Image
 from safetensors.torch import load_file
 
 from llamavid.cli import main
-from llamavid.testing import write_test_video
+from llamavid.testing import write_movienet_movie, write_test_video
 from llamavid.train.recipe import recipe_from_dict
 from llamavid.train.run import run_recipe
 
@@ -54,7 +57,43 @@ def movies(tiny_folder, tmp_path_factory):
     return root
 
 
-def test_the_long_video_recipe_trains_on_extracted_movies_and_answers_about_one(tiny_folder, movies, tmp_path, capsys):
+def keyframe_jpg(index):
+    buffer = io.BytesIO()
+    image = Image.new("RGB", (40, 24), (index * 20 % 256, 90, 200 - index * 10 % 200))
+    image.paste((230, 30, 30), (index * 3 % 36, 0, index * 3 % 36 + 4, 24))  # a bar moving right
+    image.save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def movienet(tiny_folder, tmp_path_factory):
+    """Two MovieNet movies (keyframe archives, shot/meta files, one with subtitles) extracted by
+    `llamavid extract-features --movienet-files`, and QA rows naming them as the original's long_videoqa.json
+    does (`<imdb>.pkl`)."""
+    root = tmp_path_factory.mktemp("movienet")
+    keyframes, files, features = root / "keyframes", root / "files", root / "features"
+    for imdb, shots, srt in (("tt0000001", 4, SUBTITLES), ("tt0000002", 3, None)):
+        layout = [(s * 48, s * 48 + 47, [s * 48 + 8, s * 48 + 30]) for s in range(shots)]
+        jpgs = [keyframe_jpg(i) for i in range(2 * shots)]
+        write_movienet_movie(keyframes, files, imdb, layout, 1, jpgs, subtitles=srt, shuffle_seed=imdb)
+    code = main(["extract-features", str(keyframes), "--movienet-files", str(files), "--model", str(tiny_folder),
+                 "--out", str(features), "--device", "cpu", "--dtype", "float32", "--no-progress"])
+    assert code == 0
+    rows = [
+        {"id": "a", "video": "tt0000001.pkl", "conversations": [
+            {"from": "human", "value": "<image>\nWhat crosses the screen?"}, {"from": "gpt", "value": "A bar."}]},
+        {"id": "b", "video": "tt0000002.pkl", "conversations": [
+            {"from": "human", "value": "<image>\nDoes it get brighter?"}, {"from": "gpt", "value": "No."}]},
+    ]
+    (root / "long_videoqa.json").write_text(json.dumps(rows))
+    return root
+
+
+@pytest.mark.parametrize(("source", "asked"), [("movies", "film_a"), ("movienet", "tt0000001")])
+def test_the_long_video_recipe_trains_on_extracted_movies_and_answers_about_one(
+    tiny_folder, source, asked, request, tmp_path, capsys
+):
+    movies = request.getfixturevalue(source)
     raw = yaml.safe_load(RECIPE.read_text())
     raw["output_dir"] = str(tmp_path / "run")
     raw["model"] = {"path": str(tiny_folder)}
@@ -85,7 +124,7 @@ def test_the_long_video_recipe_trains_on_extracted_movies_and_answers_about_one(
                            after["token_generator.content_projector.0.weight"])
 
     capsys.readouterr()
-    code = main(["chat", "--model", str(out), "--features", str(movies / "features" / "film_a.safetensors"),
+    code = main(["chat", "--model", str(out), "--features", str(movies / "features" / f"{asked}.safetensors"),
                  "--prompt", "What crosses the screen?", "--max-new-tokens", "4", "--device", "cpu"])
     answer = capsys.readouterr()
     assert code == 0, answer.err
@@ -102,3 +141,16 @@ def test_a_pkl_name_finds_the_extracted_file_and_its_subtitles(tiny, movies):
     media = dataset._media(0, dataset.records[0])
     assert media["frames"] == 5  # 5 s at 1 fps
     assert "A bar crosses the screen" in media["movie_inputs"] and "..." not in media["movie_inputs"]
+
+
+def test_a_movienet_pkl_name_reads_its_keyframes_and_subtitles(tiny, movienet):
+    from llamavid.train.data import DataSettings, SupervisedDataset
+
+    model, processor = tiny
+    settings = DataSettings(data_path=str(movienet / "long_videoqa.json"), video_folder=str(movienet),
+                            feature_folder=str(movienet / "features"), template="imgsp_v1", model_max_length=4096)
+    dataset = SupervisedDataset(settings, processor.tokenizer, processor.image_processor, model.config)
+    first, second = (dataset._media(i, dataset.records[i]) for i in range(2))
+    assert (first["frames"], second["frames"]) == (8, 6)  # every keyframe is a frame
+    assert "A bar crosses the screen" in first["movie_inputs"] and "..." not in first["movie_inputs"]
+    assert "It gets brighter" in first["movie_inputs"]

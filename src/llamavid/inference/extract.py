@@ -10,8 +10,9 @@ and leftovers of a killed run are removed. Under `accelerate launch` every proce
 
 from __future__ import annotations
 
+import glob
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import UsageError
@@ -117,10 +118,14 @@ def shard(items: list, index: int, count: int) -> list:
     return items[index::count]
 
 
-def remove_leftovers(out_dir: Path) -> None:
-    """Temporary files of a killed run: never complete, so never worth keeping."""
-    for leftover in out_dir.rglob(".*.partial") if out_dir.is_dir() else []:
-        leftover.unlink(missing_ok=True)
+def remove_leftovers(targets: Iterable[Path]) -> None:
+    """Temporary files a killed run left for these outputs (features, transcripts): never complete, so never
+    worth keeping. Only this process's own targets: under `accelerate launch` another process may be writing
+    its files in the same folder."""
+    for target in targets:
+        for name in (target.name, target.with_suffix(".srt").name):
+            for leftover in target.parent.glob(f".{glob.escape(name)}.*.partial") if target.parent.is_dir() else []:
+                leftover.unlink(missing_ok=True)
 
 
 def extract_all(
@@ -149,7 +154,7 @@ def extract_all(
         raise UsageError(
             "--subtitles names one file: use it with a single video (or put .srt files beside each)"
         )
-    remove_leftovers(out_dir)
+    remove_leftovers(output_path(video, source, out_dir) for video in videos)
     for video in tqdm(videos, desc="videos", unit="video", disable=_quiet(progress)):
         target = output_path(video, source, out_dir)
         if is_complete(target):

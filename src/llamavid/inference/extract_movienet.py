@@ -6,8 +6,8 @@ processor) and vision tower `batch_size` at a time; timestamps from the shot and
 aligned to the keyframes by the one rule of `align_subtitles` (shared with videos). The output is the same
 feature file as for videos, `OUT/<imdb>.safetensors`, so movie chat and long-video training read it unchanged.
 
-Differences with the original: a movie without a subtitle file is extracted without subtitles (with a warning)
-instead of skipped; `script/` files are not needed; a shot file that does not match its archive is an error for
+Differences with the original: a movie without a subtitle file, or with an empty one, is extracted without
+subtitles (with a warning) instead of skipped; `script/` files are not needed; a shot file that does not match its archive is an error for
 that movie instead of features paired with the wrong times. Such errors, and damaged jpgs, fail that movie
 alone: the others are still extracted and the failures are reported at the end.
 
@@ -61,10 +61,12 @@ def extract_movienet_movie(encoder: MediaEncoder, movie, batch_size: int, progre
         )
     times = keyframe_times(indices, total_frames, minutes)
     subtitles = None
-    if movie.subtitles is not None:
-        subtitles = load_subtitles(movie.subtitles, remove_ellipsis=True)
-    else:
+    if movie.subtitles is None:
         logger.warning("%s: no subtitle file, extracted without subtitles", movie.imdb)
+    elif not movie.subtitles.read_bytes().strip():  # a few MovieNet subtitle files are empty: same as none
+        logger.warning("%s: the subtitle file is empty, extracted without subtitles", movie.imdb)
+    else:
+        subtitles = load_subtitles(movie.subtitles, remove_ellipsis=True)
 
     config = encoder.config
     # features only (a few hundred KB a keyframe), filled in place: no second copy from concatenating batches
@@ -110,7 +112,7 @@ def extract_movienet(
     from .feature_files import write_feature_file
 
     movies = shard(find_movienet_movies(video_dir, files_dir), process_index, num_processes)
-    remove_leftovers(out_dir)
+    remove_leftovers(out_dir / f"{movie.imdb}.safetensors" for movie in movies)
     for movie in tqdm(movies, desc="movies", unit="movie", disable=_quiet(progress)):
         target = out_dir / f"{movie.imdb}.safetensors"
         if is_complete(target):
