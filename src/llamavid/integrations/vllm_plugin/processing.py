@@ -100,16 +100,32 @@ class LlamaVidDummyInputsBuilder(BaseDummyInputsBuilder[LlamaVidProcessingInfo])
 
 class LlamaVidMultiModalProcessor(BaseMultiModalProcessor[LlamaVidProcessingInfo]):
     def apply(self, inputs, timing_ctx):
-        prompts = self._item_prompts(inputs)
-        options = {**inputs.hf_processor_mm_kwargs, QFORMER_TEXT: prompts}
-        return super().apply(dataclasses.replace(inputs, hf_processor_mm_kwargs=options), timing_ctx)
+        text = self._prompt_text(inputs.prompt)
+        options = {**inputs.hf_processor_mm_kwargs, QFORMER_TEXT: self._item_prompts(text, inputs)}
+        prompt = self._chunkwise_ids(text, inputs.prompt) if inputs.mm_data_items else inputs.prompt
+        return super().apply(dataclasses.replace(inputs, prompt=prompt, hf_processor_mm_kwargs=options), timing_ctx)
 
-    def _item_prompts(self, inputs) -> dict[str, list[str]]:
-        """{modality: Q-Former prompt of each item}, from the prompt's text (see `layout`)."""
+    def _prompt_text(self, ids: list[int]) -> str:
         tokenizer = self.info.get_tokenizer()
-        text = tokenizer.decode(inputs.prompt, skip_special_tokens=False)
+        text = tokenizer.decode(ids, skip_special_tokens=False)
         if tokenizer.bos_token and text.startswith(tokenizer.bos_token):
             text = text[len(tokenizer.bos_token) :]
+        return text
+
+    def _chunkwise_ids(self, text: str, ids: list[int]) -> list[int]:
+        """The prompt tokenized as our processor does, each chunk after a placeholder on its own (a SentencePiece
+        tokenizer starts it with "▁", which one pass over the whole text would not), one placeholder id each."""
+        chunks, placeholders = self.info.get_hf_processor().tokenize_chunks(text)
+        bos = self.info.get_tokenizer().bos_token_id
+        if chunks[0][:1] == [bos] and ids[:1] != [bos]:
+            chunks[0] = chunks[0][1:]  # a prompt given without BOS stays without
+        out = list(chunks[0])
+        for placeholder, chunk in zip(placeholders, chunks[1:], strict=True):
+            out += [self.info.placeholder_id(MODALITY_OF[placeholder]), *chunk]
+        return out
+
+    def _item_prompts(self, text: str, inputs) -> dict[str, list[str]]:
+        """{modality: Q-Former prompt of each item}, from the prompt's text (see `layout`)."""
         template = get_template(self.info.get_hf_config().chat_template)
         prompts: dict[str, list[str]] = {modality: [] for modality in PLACEHOLDERS}
         for placeholder, prompt in placeholder_prompts(text, template):
