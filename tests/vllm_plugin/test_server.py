@@ -48,30 +48,30 @@ def server(tmp_path_factory):
         "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", "512",
         "--enforce-eager", "--limit-mm-per-prompt", '{"image": 1, "video": 1}',
     ]
-    log = open(directory / "server.log", "w")
-    process = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, env={"VLLM_CPU_KVCACHE_SPACE": "1", **os.environ}
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_S
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"the vLLM server exited: {(directory / 'server.log').read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("the vLLM server did not start in time")
-        time.sleep(1)
-    yield model, processor, str(folder), openai.OpenAI(base_url=f"{url}/v1", api_key="none"), directory
-    process.terminate()
-    process.wait(timeout=60)
-    log.close()
+    with open(directory / "server.log", "w") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env={"VLLM_CPU_KVCACHE_SPACE": "1", **os.environ}
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + STARTUP_S
+        while not healthy(url):
+            if process.poll() is not None:
+                pytest.fail(f"the vLLM server exited: {(directory / 'server.log').read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                process.kill()
+                pytest.fail("the vLLM server did not start in time")
+            time.sleep(1)
+        yield model, processor, str(folder), openai.OpenAI(base_url=f"{url}/v1", api_key="none"), directory
+        process.terminate()
+        process.wait(timeout=60)
 
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 def chat(client, folder, part):
     response = client.chat.completions.create(
