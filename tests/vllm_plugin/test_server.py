@@ -7,12 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 
 import numpy as np
 import pytest
@@ -24,54 +19,30 @@ openai = pytest.importorskip("openai")
 from vllm_case import MAX_NEW_TOKENS, build_model, reference  # noqa: E402
 
 from llamavid.media.video import load_video  # noqa: E402
+from llamavid.serve.launch import ServerProcess  # noqa: E402
 from llamavid.testing import write_test_video  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 QUESTION = "What colour is the square?"
 STARTUP_S = 400
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+VLLM_SERVER = [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     directory = tmp_path_factory.mktemp("vllm-server")
     model, processor, folder = build_model(directory)
-    port = free_port()
-    command = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
-        "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", "512",
-        "--enforce-eager", "--limit-mm-per-prompt", '{"image": 1, "video": 1}',
+    args = [
+        "--model", str(folder), "--dtype", "float32", "--max-model-len", "512", "--enforce-eager",
+        "--limit-mm-per-prompt", '{"image": 1, "video": 1}',
     ]
-    with open(directory / "server.log", "w") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env={"VLLM_CPU_KVCACHE_SPACE": "1", **os.environ}
-        )
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + STARTUP_S
-        while not healthy(url):
-            if process.poll() is not None:
-                pytest.fail(f"the vLLM server exited: {(directory / 'server.log').read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                process.kill()
-                pytest.fail("the vLLM server did not start in time")
-            time.sleep(1)
-        yield model, processor, str(folder), openai.OpenAI(base_url=f"{url}/v1", api_key="none"), directory
-        process.terminate()
-        process.wait(timeout=60)
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
+    # nothing registers the plugin here: the server process finds it through its entry point
+    with ServerProcess(
+        args, log=directory / "server.log", startup_timeout_s=STARTUP_S, program=VLLM_SERVER,
+        env={"VLLM_CPU_KVCACHE_SPACE": "1"},
+    ) as process:
+        yield model, processor, str(folder), openai.OpenAI(base_url=f"{process.url}/v1", api_key="none"), directory
 
 def chat(client, folder, part):
     response = client.chat.completions.create(

@@ -10,6 +10,10 @@ from llamavid.integrations.vllm_plugin.export import export_for_vllm
 from llamavid.testing import tiny_model_and_processor
 
 MAX_NEW_TOKENS = 8
+GREEDY = {
+    "max_new_tokens": MAX_NEW_TOKENS, "min_new_tokens": MAX_NEW_TOKENS, "do_sample": False,
+    "output_logits": True, "return_dict_in_generate": True,
+}
 # hidden 64 over 2 heads: head size 32
 TEXT_SIZES = {"hidden_size": 64, "num_attention_heads": 2, "num_key_value_heads": 2, "intermediate_size": 128}
 
@@ -33,14 +37,7 @@ def reference(model, processor, messages, media=(), qformer_text=None):
     prompt = processor.render_chat(messages)
     inputs = processor(prompt, media=list(media) or None, qformer_text=qformer_text if media else None)
     with torch.no_grad():
-        out = model.generate(
-            **inputs,
-            max_new_tokens=MAX_NEW_TOKENS,
-            min_new_tokens=MAX_NEW_TOKENS,
-            do_sample=False,
-            output_logits=True,
-            return_dict_in_generate=True,
-        )
+        out = model.generate(**inputs, **GREEDY)
     tokens = out.sequences[0, inputs["input_ids"].shape[1] :].tolist()
     logprobs = [torch.log_softmax(step[0].float(), -1)[t].item() for step, t in zip(out.logits, tokens, strict=True)]
     return tokens, logprobs
