@@ -153,3 +153,25 @@ def test_tensor_parallel_two_on_cpu(served, tmp_path):
     assert lines, run.stderr[-3000:]
     got = tuple(json.loads(lines[-1][len("RESULT "):]))
     assert_same(got, reference(model, processor, messages, [random_video(7)], [QUESTION]))
+
+
+def test_the_exported_folder_selects_our_video_loader(served, tmp_path):
+    """vLLM picks the loader from the folder (no flag), and it samples by our rule: 1 fps, the original's frame
+    step, `num_frames` as the cap."""
+    from vllm.multimodal.video import VIDEO_LOADER_REGISTRY, get_video_loader_backend_for_processor
+    from vllm.plugins import load_general_plugins
+    from vllm.transformers_utils.processor import get_video_processor_cls_name_from_config
+
+    from llamavid.media.video import load_video
+    from llamavid.testing import write_test_video
+
+    load_general_plugins()
+    backend = get_video_loader_backend_for_processor(get_video_processor_cls_name_from_config(str(served[2])))
+    assert backend == "llamavid"
+    loader = VIDEO_LOADER_REGISTRY.load(backend)
+    path = write_test_video(tmp_path / "clip.mp4", seconds=5, fps=10)
+    frames, metadata = loader.load_bytes(path.read_bytes(), num_frames=32)
+    assert metadata["frames_indices"] == [0, 10, 20, 30, 40]
+    np.testing.assert_array_equal(frames, load_video(path, fps=1.0).frames)
+    capped, _ = loader.load_bytes(path.read_bytes(), num_frames=2)
+    np.testing.assert_array_equal(capped, load_video(path, fps=1.0, max_frames=2).frames)

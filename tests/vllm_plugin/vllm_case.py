@@ -14,8 +14,12 @@ GREEDY = {
     "max_new_tokens": MAX_NEW_TOKENS, "min_new_tokens": MAX_NEW_TOKENS, "do_sample": False,
     "output_logits": True, "return_dict_in_generate": True,
 }
-# hidden 64 over 2 heads: head size 32
-TEXT_SIZES = {"hidden_size": 64, "num_attention_heads": 2, "num_key_value_heads": 2, "intermediate_size": 128}
+# hidden 64 over 2 heads: head size 32. Linear RoPE scaling (the long-video release's kind, x16 there): every
+# parity test then shows that vLLM's LLaMA takes it from the text config as our model does.
+TEXT_SIZES = {
+    "hidden_size": 64, "num_attention_heads": 2, "num_key_value_heads": 2, "intermediate_size": 128,
+    "rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0},
+}
 
 
 def build_model(directory):
