@@ -11,7 +11,7 @@ from transformers import AutoTokenizer
 
 from llamavid.cli import main
 from llamavid.integrations.vllm_plugin import VIDEO_PROCESSOR_TYPE
-from llamavid.integrations.vllm_plugin.layout import placeholder_prompts
+from llamavid.integrations.vllm_plugin.layout import placeholder_prompts, reshow_media
 from llamavid.model.chat_templates import TEMPLATES, get_template
 
 CONVERSATIONS = [
@@ -82,3 +82,22 @@ def test_export_vllm_of_a_missing_folder_is_a_one_line_error(tmp_path, capsys):
     assert main(["export-vllm", str(tmp_path / "nothing"), str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("llamavid export-vllm: error:") and "\n" not in error
+
+
+def test_a_later_turn_without_media_shows_the_latest_media_again():
+    template = get_template("vicuna_v1")
+    conversation = [
+        ("user", "<image>\n<video>\nFirst"), ("assistant", "A."), ("user", "Second"), ("assistant", "B."),
+        ("user", "<image>\nThird"), ("assistant", "C."), ("user", "Fourth"),
+    ]
+    prompt, sources = reshow_media(template.render(conversation), template)
+    shown_again = conversation[:2] + [("user", "<image>\n<video>\nSecond")] + conversation[3:6]
+    assert prompt == template.render([*shown_again, ("user", "<image>\nFourth")])
+    assert sources == [("<image>", 0), ("<video>", 0), ("<image>", 0), ("<video>", 0), ("<image>", 1), ("<image>", 1)]
+    assert [q for _, q in placeholder_prompts(prompt, template)] == ["First", "First", "Second", "Second", "Third", "Fourth"]
+
+
+def test_turns_that_bring_their_own_media_are_left_as_they_are():
+    template = get_template("chatml")
+    rendered = template.render([("user", "<video>\nOne"), ("assistant", "A."), ("user", "<video>\nTwo")])
+    assert reshow_media(rendered, template) == (rendered, [("<video>", 0), ("<video>", 1)])

@@ -97,6 +97,16 @@ def test_two_turns_show_the_video_with_each_question(llm, served):
     assert_same(ask(llm, processor, messages, {"video": [video, video]}), want)
 
 
+def test_a_later_turn_without_the_video_sees_it_again_with_its_question(llm, served):
+    """Our engine's layout when a client attaches the medium once: the second turn shows it again."""
+    model, processor, _ = served
+    video = random_video(8)
+    messages = [("user", f"<video>\n{QUESTION}"), ("assistant", "Red."), ("user", OTHER_QUESTION)]
+    shown = [*messages[:2], ("user", f"<video>\n{OTHER_QUESTION}")]
+    want = reference(model, processor, shown, [video], [QUESTION, OTHER_QUESTION])
+    assert_same(ask(llm, processor, messages, {"video": video}), want)
+
+
 def test_same_video_two_questions_all_caches_on(llm, served):
     """vLLM's default hash covers the media only: without the plugin's, the second question would be answered
     with the first one's visual tokens (processor, encoder and prefix cache alike)."""

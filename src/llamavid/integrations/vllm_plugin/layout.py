@@ -1,16 +1,16 @@
-"""Each placeholder's Q-Former prompt, recovered from a rendered prompt: the text of its own user turn without
-placeholders, exactly what `llamavid.inference.inputs.build_sample` gives it (vLLM hands the plugin the prompt,
-not the messages).
+"""Our engine's conversation layout, recovered from a rendered prompt (vLLM hands the plugin the prompt, not the
+messages), as `llamavid.inference.inputs.build_sample` lays it out:
 
-Multi-turn: vLLM shows a medium where the client attached it, one item per placeholder. Our engine also shows
-the latest medium again in a later user turn that has none; a vLLM client gets the same layout by attaching the
-medium to every user turn (each copy then has that turn's question), and a turn without one stays text-only.
+* each placeholder's Q-Former prompt is the text of its own user turn without placeholders (`placeholder_prompts`);
+* a later user turn without media of its own shows the media of the latest turn that had some again, with its
+  own question (`reshow_media` inserts their placeholders, and says which item each placeholder shows). A client
+  may also attach the medium to every turn itself: a turn with media of its own is left as it is.
 """
 
 from __future__ import annotations
 
 from ...inference.inputs import strip_placeholders
-from ...model.chat_templates import ChatTemplate
+from ...model.chat_templates import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, ChatTemplate
 from ...model.processing import PLACEHOLDER_PATTERN
 
 
@@ -33,8 +33,43 @@ def placeholder_prompts(prompt: str, template: ChatTemplate) -> list[tuple[str, 
     return found
 
 
+def reshow_media(prompt: str, template: ChatTemplate) -> tuple[str, list[tuple[str, int]]]:
+    """(the prompt with the latest media shown again in later user turns that have none, (placeholder, index of
+    the item among that placeholder's kind) for every placeholder of the new prompt, in reading order)."""
+    counts = {placeholder: 0 for placeholder in MODALITY_PLACEHOLDERS}
+    sources: list[tuple[str, int]] = []
+
+    def own(text: str) -> list[tuple[str, int]]:
+        found = []
+        for placeholder in PLACEHOLDER_PATTERN.findall(text):
+            found.append((placeholder, counts[placeholder]))
+            counts[placeholder] += 1
+        return found
+
+    pieces, shown, done = [], [], 0
+    for message in template.user_messages(prompt):
+        start = prompt.find(message, done)
+        if start < 0:
+            continue
+        sources += own(prompt[done:start])
+        pieces.append(prompt[done:start])
+        done = start + len(message)
+        mine = own(message)
+        if mine:
+            shown = mine
+        elif shown:
+            message = "".join(f"{placeholder}\n" for placeholder, _ in shown) + message
+        sources += mine or shown
+        pieces.append(message)
+    sources += own(prompt[done:])
+    pieces.append(prompt[done:])
+    return "".join(pieces), sources
+
+
 def _whole(prompt: str) -> str:
     return PLACEHOLDER_PATTERN.sub("", prompt).strip()
 
 
-__all__ = ["placeholder_prompts"]
+MODALITY_PLACEHOLDERS = (IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER)
+
+__all__ = ["placeholder_prompts", "reshow_media"]

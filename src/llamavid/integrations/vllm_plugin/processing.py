@@ -10,7 +10,9 @@ that item's hash: the caches then reuse exactly what is the same (same media, sa
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
@@ -27,8 +29,8 @@ from vllm.multimodal.processing import (
 
 from ...model.chat_templates import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, get_template
 from ...model.configuration import LlamaVidConfig
-from ...model.processing import LlamaVidProcessor
-from .layout import placeholder_prompts
+from ...model.processing import PLACEHOLDER_PATTERN, LlamaVidProcessor
+from .layout import placeholder_prompts, reshow_media
 
 #: The internal processor option carrying {modality: [Q-Former prompt of each item]}; never hashed as a whole.
 QFORMER_TEXT = "llamavid_qformer_text"
@@ -98,12 +100,42 @@ class LlamaVidDummyInputsBuilder(BaseDummyInputsBuilder[LlamaVidProcessingInfo])
         }
 
 
+def _pick(items, indices: list[int]):
+    """A modality's items (vLLM's `ProcessorBatchItems`), in the order `indices` gives, repeats allowed."""
+    picked = copy.copy(items)
+    picked.data = [items.data[i] for i in indices]
+    if isinstance(getattr(items, "metadata", None), list):
+        picked.metadata = [items.metadata[i] for i in indices]
+    return picked
+
+
 class LlamaVidMultiModalProcessor(BaseMultiModalProcessor[LlamaVidProcessingInfo]):
     def apply(self, inputs, timing_ctx):
         text = self._prompt_text(inputs.prompt)
+        if inputs.mm_data_items:
+            text, inputs = self._show_media_again(text, inputs)
         options = {**inputs.hf_processor_mm_kwargs, QFORMER_TEXT: self._item_prompts(text, inputs)}
         prompt = self._chunkwise_ids(text, inputs.prompt) if inputs.mm_data_items else inputs.prompt
         return super().apply(dataclasses.replace(inputs, prompt=prompt, hf_processor_mm_kwargs=options), timing_ctx)
+
+    def _show_media_again(self, text: str, inputs):
+        """Our engine's multi-turn layout (`layout.reshow_media`): a later user turn without media shows the
+        latest media again, each copy an item of its own (so it gets that turn's question and its own hash)."""
+        shown, sources = reshow_media(text, get_template(self.info.get_hf_config().chat_template))
+        counts = inputs.mm_data_items.get_all_counts()
+        originals = Counter(MODALITY_OF[p] for p in PLACEHOLDER_PATTERN.findall(text))
+        if shown == text or any(originals[m] != n for m, n in counts.items()):
+            return text, inputs  # nothing to repeat, or placeholders that vLLM will refuse anyway
+        picks: dict[str, list[int]] = {modality: [] for modality in counts}
+        for placeholder, index in sources:
+            picks[MODALITY_OF[placeholder]].append(index)
+        items = type(inputs.mm_data_items)(
+            {m: _pick(inputs.mm_data_items[m], indices) for m, indices in picks.items()}
+        )
+        uuids = inputs.mm_uuid_items and {
+            m: [values[i] for i in picks[m]] if m in picks else values for m, values in inputs.mm_uuid_items.items()
+        }
+        return shown, dataclasses.replace(inputs, mm_data_items=items, mm_uuid_items=uuids)
 
     def _prompt_text(self, ids: list[int]) -> str:
         tokenizer = self.info.get_tokenizer()
