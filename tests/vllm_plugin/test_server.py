@@ -44,10 +44,10 @@ def server(tmp_path_factory):
     ) as process:
         yield model, processor, str(folder), openai.OpenAI(base_url=f"{process.url}/v1", api_key="none"), directory
 
-def chat(client, folder, part):
+def chat(client, folder, part: tuple = (), history=()):
     response = client.chat.completions.create(
         model=folder,
-        messages=[{"role": "user", "content": [part, {"type": "text", "text": QUESTION}]}],
+        messages=[*history, {"role": "user", "content": [*part, {"type": "text", "text": QUESTION}]}],
         max_tokens=MAX_NEW_TOKENS,
         temperature=0,
         logprobs=True,
@@ -66,7 +66,7 @@ def test_video_url(server):
     path = write_test_video(directory / "clip.mp4", seconds=3)
     frames = load_video(path, fps=1.0, max_frames=32).frames
     assert len(frames) == 3  # our rule: 1 fps, not vLLM's 32 evenly spaced frames
-    got = chat(client, folder, {"type": "video_url", "video_url": {"url": data_url("video/mp4", path.read_bytes())}})
+    got = chat(client, folder, ({"type": "video_url", "video_url": {"url": data_url("video/mp4", path.read_bytes())}},))
     want = reference(model, processor, [("user", f"<video>\n{QUESTION}")], [frames], [QUESTION])
     assert got[0] == want[0]
     np.testing.assert_allclose(got[1], want[1], atol=1e-4)
@@ -77,7 +77,26 @@ def test_image_url(server):
     picture = Image.fromarray(np.random.default_rng(1).integers(0, 256, (20, 30, 3), dtype=np.uint8))
     encoded = io.BytesIO()
     picture.save(encoded, format="PNG")
-    got = chat(client, folder, {"type": "image_url", "image_url": {"url": data_url("image/png", encoded.getvalue())}})
+    got = chat(client, folder, ({"type": "image_url", "image_url": {"url": data_url("image/png", encoded.getvalue())}},))
     want = reference(model, processor, [("user", f"<image>\n{QUESTION}")], [picture], [QUESTION])
+    assert got[0] == want[0]
+    np.testing.assert_allclose(got[1], want[1], atol=1e-4)
+
+
+def test_a_follow_up_question_sees_the_video_again(server):
+    """The client sends the video once; the second turn is answered as our engine lays it out (the video
+    shown again with the second question)."""
+    model, processor, folder, client, directory = server
+    path = write_test_video(directory / "clip2.mp4", seconds=2)
+    frames = load_video(path, fps=1.0).frames
+    video = {"type": "video_url", "video_url": {"url": data_url("video/mp4", path.read_bytes())}}
+    first = "Describe the video."
+    history = [
+        {"role": "user", "content": [video, {"type": "text", "text": first}]},
+        {"role": "assistant", "content": "A bar."},
+    ]
+    got = chat(client, folder, history=history)
+    shown = [("user", f"<video>\n{first}"), ("assistant", "A bar."), ("user", f"<video>\n{QUESTION}")]
+    want = reference(model, processor, shown, [frames], [first, QUESTION])
     assert got[0] == want[0]
     np.testing.assert_allclose(got[1], want[1], atol=1e-4)

@@ -78,6 +78,9 @@ class LlamaVidForVLLM(nn.Module, SupportsMultiModal, SupportsPP):
         return outputs
 
     def _item_tokens(self, pixels, qformer_ids) -> list[torch.Tensor]:
+        """M items of one modality: pixels (F_i, 3, S, S) and Q-Former ids (L_i,) each (a list, or one stacked
+        tensor when vLLM found equal shapes) -> M tensors (F_i x tokens_per_frame, H). All frames go through the
+        tower at once, all (frame, question) pairs through the Q-Former at once."""
         pixels = list(pixels) if isinstance(pixels, (list, tuple)) else list(pixels.unbind(0))
         qformer_ids = list(qformer_ids) if isinstance(qformer_ids, (list, tuple)) else list(qformer_ids.unbind(0))
         frames = [p.shape[0] for p in pixels]
