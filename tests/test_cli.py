@@ -16,7 +16,7 @@ from llamavid.inference.settings import GenerationSettings, Sampling
 from llamavid.model.modeling import LlamaVidForConditionalGeneration
 from llamavid.serve.settings import ServeSettings
 
-COMMANDS = ("chat", "convert", "demo", "eval", "extract-features", "serve", "train", "make-synthetic")
+COMMANDS = ("chat", "convert", "demo", "eval", "export-vllm", "extract-features", "serve", "train", "make-synthetic")
 
 
 @pytest.fixture

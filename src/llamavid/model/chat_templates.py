@@ -7,6 +7,7 @@ template it was trained with. Rendering is byte-exact with the original's `Conve
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -53,6 +54,72 @@ class ChatTemplate:
         if add_generation_prompt and (not turns or turns[-1][0] != self.roles[1]):
             turns.append((self.roles[1], None))
         return getattr(self, f"_render_{self.style}")(turns)
+
+    def user_messages(self, prompt: str) -> list[str]:
+        """The user messages of a prompt this template rendered, in order (the inverse of `render` for them).
+
+        Servers that receive a rendered prompt, not the messages (vLLM hands a plugin token ids), recover each
+        placeholder's turn with it, so its Q-Former prompt is that turn's text as in `build_sample`. A `plain`
+        prompt has no role markers: it is one message."""
+        if self.style in ("two", "single"):
+            opener, closer = f"{self.roles[0]}: ", f"{self.sep}{self.roles[1]}:"
+        elif self.style == "chatml":
+            opener, closer = f"<|im_start|>{self.roles[0]}\n", self.sep
+        elif self.style == "llama_2":
+            opener, closer = "[INST] ", " [/INST]"
+        else:
+            return [prompt]
+        messages = []
+        for piece in prompt.split(opener)[1:]:
+            message = piece.split(closer)[0]
+            if self.style == "llama_2" and message.startswith("<<SYS>>\n"):
+                message = message.partition("\n<</SYS>>\n\n")[2]
+            messages.append(message)
+        return messages
+
+    def jinja(self, bos: bool = True) -> str:
+        """The same format as a Jinja chat template (what vLLM and transformers render), message contents as
+        plain strings. A system message replaces the template's system text. `bos`: start with the tokenizer's
+        BOS, for tokenizers that add one to a prompt (chat servers tokenize the rendered text without adding
+        special tokens)."""
+        literal = lambda text: json.dumps(text, ensure_ascii=False)  # noqa: E731  (a Jinja string literal)
+        user, assistant = (literal(role) for role in self.roles)
+        head = (
+            f"{{%- set ns = namespace(system={literal(self.system)}) -%}}"
+            "{%- for m in messages if m['role'] == 'system' -%}{%- set ns.system = m['content'] -%}{%- endfor -%}"
+            + ("{{- bos_token -}}" if bos else "")
+        )
+        turns = "{%- for m in messages if m['role'] != 'system' -%}"
+        sep, sep2 = literal(self.sep), literal(self.sep2 or self.sep)
+        if self.style in ("two", "single"):
+            second = sep2 if self.style == "two" else sep
+            body = (
+                f"{{{{- ns.system + {sep} -}}}}{turns}"
+                f"{{%- if m['role'] == 'user' -%}}{{{{- {user} + ': ' + m['content'] + {sep} -}}}}"
+                f"{{%- else -%}}{{{{- {assistant} + ': ' + m['content'] + {second} -}}}}{{%- endif -%}}"
+                f"{{%- endfor -%}}{{%- if add_generation_prompt -%}}{{{{- {assistant} + ':' -}}}}{{%- endif -%}}"
+            )
+        elif self.style == "chatml":
+            body = (
+                f"{{%- if ns.system -%}}{{{{- '<|im_start|>system\\n' + ns.system + {sep} -}}}}{{%- endif -%}}"
+                f"{turns}{{{{- '<|im_start|>' + m['role'] + '\\n' + m['content'] + {sep} -}}}}{{%- endfor -%}}"
+                "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+            )
+        elif self.style == "llama_2":
+            body = (
+                f"{turns}{{%- if m['role'] == 'user' -%}}"
+                "{%- set text = m['content'] -%}"
+                "{%- if loop.first and ns.system -%}"
+                "{%- set text = '<<SYS>>\\n' + ns.system + '\\n<</SYS>>\\n\\n' + text -%}{%- endif -%}"
+                "{{- '[INST] ' + text | trim + ' [/INST]' -}}"
+                f"{{%- else -%}}{{{{- ' ' + m['content'] | trim + ' ' + {sep2} -}}}}{{%- endif -%}}{{%- endfor -%}}"
+            )
+        else:
+            body = (
+                f"{{{{- ns.system -}}}}{turns}"
+                f"{{{{- m['content'] + ({sep} if loop.index0 % 2 == 0 else {sep2}) -}}}}{{%- endfor -%}}"
+            )
+        return head + body
 
     def _role(self, role: str) -> str:
         if role in ("user", "human"):

@@ -138,26 +138,31 @@ class LlamaVidProcessor(ProcessorMixin):
 
     def tokenize(self, text: str, frames_per_placeholder: Sequence[int]) -> list[int]:
         """LLM ids for `text`, each placeholder expanded to frames x tokens_per_frame image-token ids."""
-        chunks = PLACEHOLDER_PATTERN.split(text)
-        if len(chunks) - 1 != len(frames_per_placeholder):
+        chunks, placeholders = self.tokenize_chunks(text)
+        if len(placeholders) != len(frames_per_placeholder):
             raise ValueError(
-                f"The text has {len(chunks) - 1} visual placeholders but {len(frames_per_placeholder)} "
+                f"The text has {len(placeholders)} visual placeholders but {len(frames_per_placeholder)} "
                 "were described"
             )
+        ids = list(chunks[0])
+        for frames, chunk in zip(frames_per_placeholder, chunks[1:], strict=True):
+            ids += [self.config.image_token_id] * (frames * self.config.tokens_per_frame) + chunk
+        return ids
+
+    def tokenize_chunks(self, text: str) -> tuple[list[list[int]], list[str]]:
+        """The ids of each text chunk between placeholders, each tokenized on its own (only the first keeps its
+        BOS), and the placeholders between them: the original's tokenization, for callers that lay out the
+        visual positions themselves (the vLLM plugin)."""
         if self.tokenizer is None:
             raise ModelLoadError("This processor has no LLM tokenizer; convert the model with its tokenizer files")
         bos = self.tokenizer.bos_token_id
-        ids: list[int] = []
-        for index, chunk in enumerate(chunks):
+        chunks = []
+        for index, chunk in enumerate(PLACEHOLDER_PATTERN.split(text)):
             chunk_ids = self.tokenizer(chunk).input_ids
-            if index > 0:
-                if bos is not None and chunk_ids[:1] == [bos]:
-                    chunk_ids = chunk_ids[1:]
-                ids += [self.config.image_token_id] * (
-                    frames_per_placeholder[index - 1] * self.config.tokens_per_frame
-                )
-            ids += chunk_ids
-        return ids
+            if index > 0 and bos is not None and chunk_ids[:1] == [bos]:
+                chunk_ids = chunk_ids[1:]
+            chunks.append(chunk_ids)
+        return chunks, PLACEHOLDER_PATTERN.findall(text)
 
     def tokenize_qformer(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Q-Former ids (S, Lq) and mask: [CLS] prompt [SEP], padded to the longest, left-truncated."""

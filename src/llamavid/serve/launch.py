@@ -1,4 +1,5 @@
-"""Run `llamavid serve` as a child process on a free loopback port: for tests, benchmarks and scripts.
+"""Run `llamavid serve` (or another OpenAI-compatible server taking `--host` and `--port`, such as vLLM's) as a
+child process on a free loopback port: for tests, benchmarks and scripts.
 
 The server is a real process (its own interpreter, uvicorn, sockets), so what is measured or tested is what a
 client sees. Waiting for it is bounded; its log goes to a file the caller can read.
@@ -22,19 +23,31 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """`with ServerProcess(["--model", dir], log=path) as server: server.url ...`"""
+    """`with ServerProcess(["--model", dir], log=path) as server: server.url ...`
 
-    def __init__(self, args: list[str], log: str | os.PathLike, startup_timeout_s: float = 120.0):
+    `program`: the command before `--host ... --port ...` and `args` (default `llamavid serve`); `env`: variables
+    added to this process's environment."""
+
+    def __init__(
+        self,
+        args: list[str],
+        log: str | os.PathLike,
+        startup_timeout_s: float = 120.0,
+        program: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.args = list(args)
         self.log_path = Path(log)
         self.startup_timeout_s = startup_timeout_s
+        self.program = program or [sys.executable, "-m", "llamavid.cli", "serve"]
+        self.env = dict(env or {})
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> ServerProcess:
-        env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-        command = [sys.executable, "-m", "llamavid.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **self.env}
+        command = [*self.program, "--host", "127.0.0.1", "--port", str(self.port)]
         self._log = open(self.log_path, "w")
         self.process = subprocess.Popen(command + self.args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + self.startup_timeout_s
