@@ -8,6 +8,7 @@ with `init_adapter: previous` loads the adapter the previous stage saved, as the
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -17,6 +18,14 @@ from pathlib import Path
 import torch
 
 from ..plugins import MODEL_SOURCES, PREPARE_STEPS, load
+from .distributed import (
+    distributed_figures,
+    is_main_process,
+    shards_parameters,
+    start_process_group,
+    wait_for_everyone,
+    wraps_for_one_stage,
+)
 from .recipe import TRAINING_DEFAULTS, ModelSource, Recipe, RecipeError, StageRun
 from .settings_record import changed_settings, field_defaults, settings_json
 
@@ -141,11 +150,13 @@ def run_stage(
                           "model.config.base_llm (the LLM the adapter goes on)")
     extend_context(model, run.data.model_max_length)
     trainable = apply_stage(model, run.stage)
+    args = training_arguments(run, recipe, output_dir)
     encoder = None
     if run.data.cache_vision_features:
         if run.stage.vision_tower:
             raise RecipeError(f"stages.{run.name}: data.cache_vision_features needs a frozen vision tower")
-        encoder = _frozen_encoder(model)
+        # sharded, the tower's parameters are partitioned: the data loader gets a whole copy of its own
+        encoder = _frozen_encoder(model, private_on=args.device if shards_parameters(run.training) else None)
     dataset = SupervisedDataset(
         run.data,
         processor.tokenizer,
@@ -154,7 +165,6 @@ def run_stage(
         vision_encoder=encoder,
         media_cache=media_cache,
     )
-    args = training_arguments(run, recipe, output_dir)
     trainer = LlamaVidTrainer(
         model=model,
         args=args,
@@ -172,7 +182,8 @@ def run_stage(
         if checkpoint:
             check_resumable(output_dir, run, recipe.seed)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / STAGE_SETTINGS_FILE).write_text(json.dumps(stage_record(run, recipe.seed), indent=1))
+    if is_main_process():
+        (output_dir / STAGE_SETTINGS_FILE).write_text(json.dumps(stage_record(run, recipe.seed), indent=1))
     start_cpu, start = time.process_time(), time.perf_counter()
     result = trainer.train(resume_from_checkpoint=checkpoint)
     figures = {
@@ -184,6 +195,7 @@ def run_stage(
         "train_cpu_s": time.process_time() - start_cpu,
         "data_problems": dict(dataset.stats),
         "losses": [e["loss"] for e in trainer.state.log_history if "loss" in e],
+        "distributed": distributed_figures(trainer),
     }
     if run.stage.lora is not None and not run.stage.merge_lora:
         from ..inference.loading import save_adapter_model
@@ -193,11 +205,13 @@ def run_stage(
         if run.stage.lora is not None:
             merge_lora(model)
         trainer.save_model(str(output_dir))
-        if not run.stage.adapter_only:
+        if not run.stage.adapter_only and trainer.args.should_save:
             processor.save_pretrained(output_dir)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    (output_dir / "figures.json").write_text(json.dumps(figures, indent=1))
+    if is_main_process():
+        (output_dir / "figures.json").write_text(json.dumps(figures, indent=1))
+    wait_for_everyone()  # the next stage (or launch) on any rank reads what the main process saved
     return figures
 
 
@@ -235,19 +249,27 @@ def check_resumable(output_dir: Path, run: StageRun, seed: int) -> None:
         )
 
 
-def _frozen_encoder(model):
+def _frozen_encoder(model, private_on: torch.device | str | None = None):
     """The vision tower as a feature function for the data loader: eval mode, no gradients. The loader's pixels
     are CPU float32 and the tower may sit on an accelerator in another dtype: pixels go to the tower, features
-    come back to the CPU (where the cache and the collator keep them)."""
+    come back to the CPU (where the cache and the collator keep them).
+
+    `private_on`: encode with a copy of the tower on that device, made now, before the Trainer shards the model
+    (FSDP, ZeRO-3). Sharded, the model's own tower would need the other ranks to gather its parameters, in the
+    middle of their training step. The tower is frozen, so the copy stays equal to it; it costs one tower a rank."""
+    private = None
+    if private_on is not None:
+        private = copy.deepcopy(model.vision_tower).to(private_on).requires_grad_(False)
 
     @torch.no_grad()
     def encode(pixel_values: torch.Tensor) -> torch.Tensor:
-        tower = model.vision_tower
+        tower = model.vision_tower if private is None else private
         weight = next(tower.parameters())
         mode = tower.training
         tower.eval()
         try:
-            features = model.get_vision_features(pixel_values.to(weight.device, weight.dtype))
+            pixels = pixel_values.to(weight.device, weight.dtype)
+            features = model.get_vision_features(pixels) if private is None else tower(pixels)
         finally:
             tower.train(mode)
         return features.to("cpu")
@@ -256,17 +278,28 @@ def _frozen_encoder(model):
 
 
 def run_recipe(recipe: Recipe, only: str | None = None) -> dict:
-    """Run the recipe's prepare steps and stages (or `only` the one of that name); returns all figures."""
+    """Run the recipe's prepare steps and stages (or `only` the one of that name); returns all figures.
+
+    In a launch of several processes, prepare steps, evaluation and the recipe's `figures.json` happen on the
+    main process (the others wait for a prepare step, then reuse what it saved); every process trains the
+    stages."""
+    check_one_stage_per_launch(recipe, only)
+    start_process_group()
     torch.manual_seed(recipe.seed)
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     model, processor = build_model(recipe.model, recipe)
     figures: dict = {"recipe": recipe.name}
     media_cache: dict = {}  # decoded media (and frozen-tower features), shared by the prepare steps and the stages
+    main = is_main_process()
     for name, settings in recipe.prepare.items():
         if only in (None, name):
             step = load(PREPARE_STEPS, name)
-            figures[name] = step(model, processor, dict(settings), out / name, media_cache, rerun=only == name)
+            if main:
+                figures[name] = step(model, processor, dict(settings), out / name, media_cache, rerun=only == name)
+            wait_for_everyone()
+            if not main and only is None:  # the main process's result, read back (same settings: reused)
+                figures[name] = step(model, processor, dict(settings), out / name, media_cache, rerun=False)
     previous = None
     for run in recipe.stages:
         if only in (None, run.name):
@@ -274,10 +307,24 @@ def run_recipe(recipe: Recipe, only: str | None = None) -> dict:
         if run.stage.vision_tower:
             media_cache.clear()  # cached features came from the tower this stage changed
         previous = out / run.name
-    if recipe.evaluate and only is None:
-        figures["evaluation"] = evaluate_recipe(model, processor, recipe.evaluate)
-    (out / "figures.json").write_text(json.dumps(figures, indent=1, default=str))
+    if main:
+        if recipe.evaluate and only is None:
+            figures["evaluation"] = evaluate_recipe(model, processor, recipe.evaluate)
+        (out / "figures.json").write_text(json.dumps(figures, indent=1, default=str))
     return figures
+
+
+def check_one_stage_per_launch(recipe: Recipe, only: str | None) -> None:
+    """DeepSpeed and FSDP wrap the model for good (hooks on the parameters, renamed FSDP classes): a second stage
+    in the same process would crash in its first backward. Refused before anything trains."""
+    runs = [run for run in recipe.stages if only in (None, run.name)]
+    wrapped = [run.name for run in runs if wraps_for_one_stage(run.training)]
+    if len(runs) > 1 and wrapped:
+        commands = ", then ".join(f"--only {run.name}" for run in runs)
+        raise RecipeError(
+            f"stages {', '.join(wrapped)} train under DeepSpeed or FSDP, which cannot train a second stage in the "
+            f"same launch: run one stage per launch ({commands}; a later stage reads the earlier one's output)"
+        )
 
 
 def evaluate_recipe(model, processor, settings: dict) -> dict:
@@ -290,4 +337,4 @@ def evaluate_recipe(model, processor, settings: dict) -> dict:
     )
 
 
-__all__ = ["build_model", "check_resumable", "extend_context", "run_recipe", "run_stage", "stage_record"]
+__all__ = ["build_model", "check_one_stage_per_launch", "check_resumable", "extend_context", "run_recipe", "run_stage", "stage_record"]
