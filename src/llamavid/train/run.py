@@ -23,6 +23,7 @@ from .distributed import (
     is_main_process,
     shards_parameters,
     start_process_group,
+    uses_deepspeed,
     wait_for_everyone,
     wraps_for_one_stage,
 )
@@ -32,20 +33,35 @@ from .settings_record import changed_settings, field_defaults, settings_json
 logger = logging.getLogger(__name__)
 
 
-def build_model(source: ModelSource, recipe: Recipe):
-    """(model, processor) to start from."""
+def build_model(source: ModelSource, recipe: Recipe, only: str | None = None):
+    """(model, processor) to start from, in the dtype its stages train in (`starting_dtype`)."""
     torch.manual_seed(recipe.seed)
+    dtype = starting_dtype(recipe, only)
     if source.path:
         from ..inference.loading import load_model
 
-        model, processor = load_model(source.path, device="cpu", dtype="float32")
+        model, processor = load_model(source.path, device="cpu", dtype=dtype)
     elif source.source:
         model, processor = load(MODEL_SOURCES, source.source)(dict(source.settings), recipe, dict(source.config))
     else:
-        model, processor = _compose(source)
+        model, processor = _compose(source, dtype)
     if source.reset_projectors:
         reset_projectors(model)
     return model, processor
+
+
+def starting_dtype(recipe: Recipe, only: str | None = None) -> torch.dtype:
+    """bfloat16 (float16) when every stage to run trains under DeepSpeed with `bf16` (`fp16`), else float32.
+
+    DeepSpeed keeps float32 master weights in its optimiser and trains the 16-bit model, as the original's
+    `from_pretrained(torch_dtype=bfloat16)` did: a float32 start would only cost every rank twice the host
+    memory (28 GB for 7B) before the engine casts it down. Without DeepSpeed the Trainer's `bf16` is autocast
+    over float32 weights, which must then start in float32."""
+    runs = [run for run in recipe.stages if only in (None, run.name)]
+    for flag, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        if runs and all(uses_deepspeed(run.training) and run.training.get(flag) for run in runs):
+            return dtype
+    return torch.float32
 
 
 PROJECTORS = ("query_projector", "key_projector", "context_projector", "content_projector")
@@ -59,25 +75,42 @@ def reset_projectors(model, names: tuple[str, ...] = PROJECTORS) -> None:
                 layer.reset_parameters()
 
 
-def _compose(source: ModelSource):
-    """An HF LLM under the vision tower and Q-Former of a llamavid folder (stages 1-2 of the releases)."""
+def _compose(source: ModelSource, dtype: torch.dtype = torch.float32):
+    """An HF LLM under the vision tower and Q-Former of a llamavid folder (stages 1-2 of the releases).
+
+    The LlamaVid model is built around an LLM without layers, then given the loaded LLM: a 7B LLM is held once
+    (not a random one beside the loaded one), in `dtype`."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
     from ..inference.loading import load_llm, load_model
     from ..model.configuration import LlamaVidConfig
     from ..model.modeling import LlamaVidForConditionalGeneration
     from ..model.processing import LlamaVidProcessor
 
-    visual, visual_processor = load_model(source.visual_from, device="cpu", dtype="float32")
-    llm, tokenizer = load_llm(source.llm)
+    if is_deepspeed_zero3_enabled():
+        # zero.Init would partition the new model's parameters as they are made: the shape check below would see
+        # (0,) placeholders and skip every Q-Former and vision tensor, the original LLaMA-VID's silent bug
+        raise RecipeError(
+            "model.llm + model.visual_from cannot be composed while DeepSpeed ZeRO-3's zero.Init is active (a "
+            "ZeRO-3 TrainingArguments exists): build the model before making TrainingArguments, as `llamavid "
+            "train` does, or compose it once, save it and start from that folder (model.path)"
+        )
+    visual, visual_processor = load_model(source.visual_from, device="cpu", dtype=dtype)
+    llm, tokenizer = load_llm(source.llm, dtype)
     settings = visual.config.to_dict()
     for key in ("text_config", "image_token_id", "architectures", "model_type", "transformers_version"):
         settings.pop(key, None)
     settings.update(source.config)
     config = LlamaVidConfig(text_config=llm.config.to_dict(), **settings)
-    model = LlamaVidForConditionalGeneration(config)
+    skeleton = copy.deepcopy(config)
+    skeleton.text_config.num_hidden_layers = 0  # its LLM is replaced at once: only the visual parts are kept
+    model = LlamaVidForConditionalGeneration._from_config(skeleton, dtype=dtype)
+    model.config = config
     keep = {k: v for k, v in visual.state_dict().items() if not k.startswith("language_model.")}
     own = model.state_dict()
     keep = {k: v for k, v in keep.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(keep, strict=False)
+    del visual
     model.language_model = llm
     processor = LlamaVidProcessor(
         visual_processor.image_processor, tokenizer, visual_processor.qformer_tokenizer, config
@@ -288,7 +321,7 @@ def run_recipe(recipe: Recipe, only: str | None = None) -> dict:
     torch.manual_seed(recipe.seed)
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model, processor = build_model(recipe.model, recipe)
+    model, processor = build_model(recipe.model, recipe, only)
     figures: dict = {"recipe": recipe.name}
     media_cache: dict = {}  # decoded media (and frozen-tower features), shared by the prepare steps and the stages
     main = is_main_process()
