@@ -10,6 +10,10 @@ Two changes to the libraries, for a CPU test machine only:
   stage records, so a change there fails loudly instead of quietly testing DDP.
 """
 
+import atexit
+import json
+import os
+import resource
 import sys
 
 
@@ -37,7 +41,21 @@ def fsdp_on_cpu() -> None:
     AcceleratorState.__init__ = init
 
 
+def record_peak_memory(folder: str) -> None:
+    """At exit, this process's peak resident set in `folder/rank-N.json` (benchmarks/train_distributed.py)."""
+
+    def write():
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        path = os.path.join(folder, f"rank-{os.environ.get('RANK', '0')}.json")
+        with open(path, "w") as handle:
+            json.dump({"peak_rss_mb": round(peak_mb, 1)}, handle)
+
+    atexit.register(write)
+
+
 if __name__ == "__main__":
+    if os.environ.get("LLAMAVID_PEAK_MEMORY_DIR"):
+        record_peak_memory(os.environ["LLAMAVID_PEAK_MEMORY_DIR"])
     turn_off_shm_op()
     fsdp_on_cpu()
     from llamavid.cli import main
