@@ -39,23 +39,20 @@ def test_the_model_starts_in_the_dtype_deepspeed_trains():
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    """A llamavid folder (the visual parts' source) and an HF LLM folder with other weights."""
+def folders(tiny, tiny_folder, tmp_path_factory):
+    """The visual parts' llamavid folder (`tiny_folder`) and an HF LLM folder with other weights."""
     from llamavid.testing import tiny_model_and_processor
 
     root = tmp_path_factory.mktemp("compose")
-    visual, processor = tiny_model_and_processor(seed=0)
-    visual.save_pretrained(root / "visual")
-    processor.save_pretrained(root / "visual")
     other, other_processor = tiny_model_and_processor(seed=1)
     other.language_model.save_pretrained(root / "llm")
     other_processor.tokenizer.save_pretrained(root / "llm")
-    return root, visual, other.language_model
+    return root / "llm", tiny_folder, tiny[0], other.language_model
 
 
 def test_compose_is_exact_in_the_training_dtype(folders):
-    root, visual, llm = folders
-    model, processor = _compose(ModelSource(llm=str(root / "llm"), visual_from=str(root / "visual")), torch.bfloat16)
+    llm_folder, visual_folder, visual, llm = folders
+    model, processor = _compose(ModelSource(llm=str(llm_folder), visual_from=str(visual_folder)), torch.bfloat16)
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     assert model.config.text_config.num_hidden_layers == 2 and len(model.language_model.model.layers) == 2
     state = model.state_dict()
@@ -71,8 +68,8 @@ def test_compose_is_refused_under_zero3_init(folders):
     pytest.importorskip("deepspeed")
     from transformers.integrations import HfDeepSpeedConfig
 
-    root, _, _ = folders
+    llm_folder, visual_folder, _, _ = folders
     active = HfDeepSpeedConfig({"train_batch_size": 1, "zero_optimization": {"stage": 3}})  # zero.Init while alive
     with pytest.raises(RecipeError, match="zero.Init"):
-        _compose(ModelSource(llm=str(root / "llm"), visual_from=str(root / "visual")))
+        _compose(ModelSource(llm=str(llm_folder), visual_from=str(visual_folder)))
     del active
