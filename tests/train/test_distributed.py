@@ -46,8 +46,8 @@ def toy_recipe(data: Path, out: Path, **training) -> dict:
     """Stage 1 (adapter only, frozen-tower feature cache) then stage 2 (init from stage 1) of a tiny LLaMA-VID."""
     from llamavid.toy.recipes import two_stage_recipe
 
-    return two_stage_recipe(data, out, max_steps=STEPS, per_device_train_batch_size=BATCH, report_to="none",
-                            **training)
+    return two_stage_recipe(data, out, **{"max_steps": STEPS, "per_device_train_batch_size": BATCH,
+                                          "report_to": "none", **training})
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +143,18 @@ def test_ddp_trains_both_stages_in_one_launch(toy_data, reference, tmp_path):
     assert set(json.loads(printed[0])) == {"recipe", "stage1", "stage2"}
     assert "shared_prefix is off in a run of 2 processes" in result.stderr
     assert_same_run(tmp_path / "run", reference, {"type": "MULTI_CPU", "world_size": 2})
+
+
+def test_ddp_runs_a_prepare_step_once(toy_data, tmp_path):
+    """Stage 0 trains on the main process; the other waits and reads the saved tower back."""
+    recipe = toy_recipe(toy_data, tmp_path / "run", max_steps=1)
+    recipe["prepare"] = {"stage0": {"data_dir": str(toy_data), "steps": 2, "batch_size": 4, "warmup_steps": 0}}
+    recipe["stages"] = recipe["stages"][:1]
+    result = launch("torchrun", recipe, tmp_path)
+    printed = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"recipe"')]
+    assert len(printed) == 1 and "reused" not in printed[0]["stage0"]  # trained, by the process that printed
+    assert result.stderr.count("stage0: reusing") == 1  # and read back by the other one
+    assert printed[0]["stage1"]["distributed"] == {"type": "MULTI_CPU", "world_size": 2}
 
 
 def test_fsdp2_one_stage_per_launch(toy_data, reference, tmp_path):
