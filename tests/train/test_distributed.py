@@ -87,7 +87,12 @@ def launch(launcher: str, recipe: dict, tmp_path: Path, *arguments: str) -> subp
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LLAMAVID_DEBUG": "1", "DS_ACCELERATOR": "cpu",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    if result.returncode != 0:
+        log = tmp_path / f"launch-{port}.log"
+        log.write_text(result.stdout + "\n" + result.stderr)
+        # the first rank to fail says why; the other's error is only the broken connection that followed
+        causes = [line for line in result.stderr.splitlines() if "Error" in line or "rank0" in line]
+        pytest.fail(f"{' '.join(command[2:4])} failed (whole log: {log}):\n" + "\n".join(causes[-60:]))
     return result
 
 

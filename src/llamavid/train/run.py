@@ -215,8 +215,10 @@ def run_stage(
         if checkpoint:
             check_resumable(output_dir, run, recipe.seed)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if is_main_process():
-        (output_dir / STAGE_SETTINGS_FILE).write_text(json.dumps(stage_record(run, recipe.seed), indent=1))
+    if is_main_process():  # whole or not at all: the other ranks may be reading it in check_resumable
+        record = output_dir / f"{STAGE_SETTINGS_FILE}.tmp"
+        record.write_text(json.dumps(stage_record(run, recipe.seed), indent=1))
+        record.replace(output_dir / STAGE_SETTINGS_FILE)
     start_cpu, start = time.process_time(), time.perf_counter()
     result = trainer.train(resume_from_checkpoint=checkpoint)
     figures = {
