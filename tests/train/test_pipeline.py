@@ -36,7 +36,8 @@ def test_released_hyper_parameters():
 
 @pytest.mark.parametrize("name", ["zero2", "zero2_offload", "zero3"])
 def test_deepspeed_configs_are_valid_for_transformers(name):
-    """deepspeed does not install without CUDA here: check the JSON against what HfDeepSpeedConfig needs."""
+    """The JSON against what HfDeepSpeedConfig needs (fast, without deepspeed); tests/train/test_distributed.py
+    trains with zero2 and zero3 in two processes."""
     config = json.loads((RECIPES / "deepspeed" / f"{name}.json").read_text())
     stage = config["zero_optimization"]["stage"]
     assert stage == (3 if name == "zero3" else 2)

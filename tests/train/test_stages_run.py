@@ -22,24 +22,9 @@ def toy_data(tmp_path_factory):
 
 def toy_recipe(data, out, stage2: dict | None = None, **training) -> dict:
     """Two stages of a very small LLaMA-VID on `data`; `training` changes both stages' TrainingArguments."""
-    args = {"max_steps": 3, "per_device_train_batch_size": 4, "learning_rate": 1e-3, "warmup_steps": 0,
-            "save_strategy": "no", "use_cpu": True, "logging_steps": 1, "lr_scheduler_type": "constant",
-            "disable_tqdm": True, **training}
-    data_settings = {"data_path": str(data / "train.json"), "video_folder": str(data / "videos"),
-                     "model_max_length": 512, "cache_media": True, "max_frames": 3}
-    return {
-        "name": "toy",
-        "seed": 0,
-        "output_dir": str(out),
-        "model": {"source": "tiny", "settings": {"vocab_size": 600, "image_size": 32, "patch_size": 8, "vision_width": 32,
-                           "qformer_width": 32, "text_width": 32, "vision_layers": 1, "text_layers": 1}},
-        "stages": [
-            {"name": "stage1", "stage": {"preset": "stage1"}, "training": dict(args),
-             "data": {**data_settings, "template": "plain_guided", "cache_vision_features": True}},
-            {"name": "stage2", "stage": stage2 or {"preset": "stage2"}, "init_adapter": "previous",
-             "training": dict(args), "data": {**data_settings, "template": "imgsp_v1"}},
-        ],
-    }
+    from llamavid.toy.recipes import two_stage_recipe
+
+    return two_stage_recipe(data, out, stage2, **training)
 
 
 def test_stage1_hands_its_adapter_to_stage2(toy_data, tmp_path):

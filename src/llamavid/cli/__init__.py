@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="llamavid",
         description="LLaMA-VID: chat with an LLM about images, videos and movies at two tokens a frame.",
     )
+    # The `deepspeed` launcher adds --local_rank=N before the sub-command (unless given --no_local_rank); the
+    # rank is in the environment (LOCAL_RANK) as well, where accelerate and the Trainer read it.
+    parser.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(commands)

@@ -30,8 +30,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(plan))
         return 0
     logging.getLogger("llamavid").setLevel(logging.INFO)
+    from ..train.distributed import is_main_process
     from ..train.run import run_recipe
 
     figures = run_recipe(recipe, only=args.only)
-    print(json.dumps(figures, default=str))
+    if is_main_process():  # one line for the launch, not one a process
+        print(json.dumps(figures, default=str))
     return 0

@@ -10,17 +10,18 @@ from ..errors import ModelLoadError
 from ..plugins import LLM_SOURCES, load
 
 
-def load_llm(name: str):
-    """(causal LM in float32, tokenizer padding right) from an HF folder or hub name, or from an LLM source
+def load_llm(name: str, dtype: torch.dtype = torch.float32):
+    """(causal LM in `dtype`, tokenizer padding right) from an HF folder or hub name, or from an LLM source
     registered under `name` (entry point group `llamavid.llm_sources`; the toy package registers `smollm2`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = None if Path(name).exists() else load(LLM_SOURCES, name)
     if source is not None:
         llm, tokenizer = source()
+        llm = llm.to(dtype)
     else:
         try:
-            llm = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
+            llm = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
             tokenizer = AutoTokenizer.from_pretrained(name)
         except OSError as error:
             raise ModelLoadError(f"cannot load the LLM {name!r}: {error}") from None

@@ -110,4 +110,29 @@ def run_stage0(model, processor, settings: dict, output_dir: Path, media_cache: 
     return pretrain_vision(model, processor, stage0, output_dir, media_cache)
 
 
-__all__ = ["build_tiny_model", "run_stage0"]
+def two_stage_recipe(data: Path, out: Path, stage2: dict | None = None, **training) -> dict:
+    """A recipe (as a dict) of a very small LLaMA-VID on a synthetic set `data` (`llamavid make-synthetic`):
+    stage 1 (frozen-tower feature cache) then stage 2 from stage 1's adapter, a few constant-rate steps each,
+    for tests and benchmarks of the training machinery. `training` changes both stages' TrainingArguments."""
+    args = {"max_steps": 3, "per_device_train_batch_size": 4, "learning_rate": 1e-3, "warmup_steps": 0,
+            "save_strategy": "no", "use_cpu": True, "logging_steps": 1, "lr_scheduler_type": "constant",
+            "disable_tqdm": True, **training}
+    data_settings = {"data_path": str(Path(data) / "train.json"), "video_folder": str(Path(data) / "videos"),
+                     "model_max_length": 512, "cache_media": True, "max_frames": 3}
+    sizes = {"vocab_size": 600, "image_size": 32, "patch_size": 8, "vision_width": 32, "qformer_width": 32,
+             "text_width": 32, "vision_layers": 1, "text_layers": 1}
+    return {
+        "name": "toy",
+        "seed": 0,
+        "output_dir": str(out),
+        "model": {"source": "tiny", "settings": sizes},
+        "stages": [
+            {"name": "stage1", "stage": {"preset": "stage1"}, "training": dict(args),
+             "data": {**data_settings, "template": "plain_guided", "cache_vision_features": True}},
+            {"name": "stage2", "stage": stage2 or {"preset": "stage2"}, "init_adapter": "previous",
+             "training": dict(args), "data": {**data_settings, "template": "imgsp_v1"}},
+        ],
+    }
+
+
+__all__ = ["build_tiny_model", "run_stage0", "two_stage_recipe"]

@@ -8,6 +8,7 @@ with `init_adapter: previous` loads the adapter the previous stage saved, as the
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -17,26 +18,50 @@ from pathlib import Path
 import torch
 
 from ..plugins import MODEL_SOURCES, PREPARE_STEPS, load
+from .distributed import (
+    distributed_figures,
+    is_main_process,
+    shards_parameters,
+    start_process_group,
+    uses_deepspeed,
+    wait_for_everyone,
+    wraps_for_one_stage,
+)
 from .recipe import TRAINING_DEFAULTS, ModelSource, Recipe, RecipeError, StageRun
 from .settings_record import changed_settings, field_defaults, settings_json
 
 logger = logging.getLogger(__name__)
 
 
-def build_model(source: ModelSource, recipe: Recipe):
-    """(model, processor) to start from."""
+def build_model(source: ModelSource, recipe: Recipe, only: str | None = None):
+    """(model, processor) to start from, in the dtype its stages train in (`starting_dtype`)."""
     torch.manual_seed(recipe.seed)
+    dtype = starting_dtype(recipe, only)
     if source.path:
         from ..inference.loading import load_model
 
-        model, processor = load_model(source.path, device="cpu", dtype="float32")
+        model, processor = load_model(source.path, device="cpu", dtype=dtype)
     elif source.source:
         model, processor = load(MODEL_SOURCES, source.source)(dict(source.settings), recipe, dict(source.config))
     else:
-        model, processor = _compose(source)
+        model, processor = _compose(source, dtype)
     if source.reset_projectors:
         reset_projectors(model)
     return model, processor
+
+
+def starting_dtype(recipe: Recipe, only: str | None = None) -> torch.dtype:
+    """bfloat16 (float16) when every stage to run trains under DeepSpeed with `bf16` (`fp16`), else float32.
+
+    DeepSpeed keeps float32 master weights in its optimiser and trains the 16-bit model, as the original's
+    `from_pretrained(torch_dtype=bfloat16)` did: a float32 start would only cost every rank twice the host
+    memory (28 GB for 7B) before the engine casts it down. Without DeepSpeed the Trainer's `bf16` is autocast
+    over float32 weights, which must then start in float32."""
+    runs = [run for run in recipe.stages if only in (None, run.name)]
+    for flag, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        if runs and all(uses_deepspeed(run.training) and run.training.get(flag) for run in runs):
+            return dtype
+    return torch.float32
 
 
 PROJECTORS = ("query_projector", "key_projector", "context_projector", "content_projector")
@@ -50,25 +75,42 @@ def reset_projectors(model, names: tuple[str, ...] = PROJECTORS) -> None:
                 layer.reset_parameters()
 
 
-def _compose(source: ModelSource):
-    """An HF LLM under the vision tower and Q-Former of a llamavid folder (stages 1-2 of the releases)."""
+def _compose(source: ModelSource, dtype: torch.dtype = torch.float32):
+    """An HF LLM under the vision tower and Q-Former of a llamavid folder (stages 1-2 of the releases).
+
+    The LlamaVid model is built around an LLM without layers, then given the loaded LLM: a 7B LLM is held once
+    (not a random one beside the loaded one), in `dtype`."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
     from ..inference.loading import load_llm, load_model
     from ..model.configuration import LlamaVidConfig
     from ..model.modeling import LlamaVidForConditionalGeneration
     from ..model.processing import LlamaVidProcessor
 
-    visual, visual_processor = load_model(source.visual_from, device="cpu", dtype="float32")
-    llm, tokenizer = load_llm(source.llm)
+    if is_deepspeed_zero3_enabled():
+        # zero.Init would partition the new model's parameters as they are made: the shape check below would see
+        # (0,) placeholders and skip every Q-Former and vision tensor, the original LLaMA-VID's silent bug
+        raise RecipeError(
+            "model.llm + model.visual_from cannot be composed while DeepSpeed ZeRO-3's zero.Init is active (a "
+            "ZeRO-3 TrainingArguments exists): build the model before making TrainingArguments, as `llamavid "
+            "train` does, or compose it once, save it and start from that folder (model.path)"
+        )
+    visual, visual_processor = load_model(source.visual_from, device="cpu", dtype=dtype)
+    llm, tokenizer = load_llm(source.llm, dtype)
     settings = visual.config.to_dict()
     for key in ("text_config", "image_token_id", "architectures", "model_type", "transformers_version"):
         settings.pop(key, None)
     settings.update(source.config)
     config = LlamaVidConfig(text_config=llm.config.to_dict(), **settings)
-    model = LlamaVidForConditionalGeneration(config)
+    skeleton = copy.deepcopy(config)
+    skeleton.text_config.num_hidden_layers = 0  # its LLM is replaced at once: only the visual parts are kept
+    model = LlamaVidForConditionalGeneration._from_config(skeleton, dtype=dtype)
+    model.config = config
     keep = {k: v for k, v in visual.state_dict().items() if not k.startswith("language_model.")}
     own = model.state_dict()
     keep = {k: v for k, v in keep.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(keep, strict=False)
+    del visual
     model.language_model = llm
     processor = LlamaVidProcessor(
         visual_processor.image_processor, tokenizer, visual_processor.qformer_tokenizer, config
@@ -141,11 +183,13 @@ def run_stage(
                           "model.config.base_llm (the LLM the adapter goes on)")
     extend_context(model, run.data.model_max_length)
     trainable = apply_stage(model, run.stage)
+    args = training_arguments(run, recipe, output_dir)
     encoder = None
     if run.data.cache_vision_features:
         if run.stage.vision_tower:
             raise RecipeError(f"stages.{run.name}: data.cache_vision_features needs a frozen vision tower")
-        encoder = _frozen_encoder(model)
+        # sharded, the tower's parameters are partitioned: the data loader gets a whole copy of its own
+        encoder = _frozen_encoder(model, private_on=args.device if shards_parameters(run.training) else None)
     dataset = SupervisedDataset(
         run.data,
         processor.tokenizer,
@@ -154,7 +198,6 @@ def run_stage(
         vision_encoder=encoder,
         media_cache=media_cache,
     )
-    args = training_arguments(run, recipe, output_dir)
     trainer = LlamaVidTrainer(
         model=model,
         args=args,
@@ -172,7 +215,10 @@ def run_stage(
         if checkpoint:
             check_resumable(output_dir, run, recipe.seed)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / STAGE_SETTINGS_FILE).write_text(json.dumps(stage_record(run, recipe.seed), indent=1))
+    if is_main_process():  # whole or not at all: the other ranks may be reading it in check_resumable
+        record = output_dir / f"{STAGE_SETTINGS_FILE}.tmp"
+        record.write_text(json.dumps(stage_record(run, recipe.seed), indent=1))
+        record.replace(output_dir / STAGE_SETTINGS_FILE)
     start_cpu, start = time.process_time(), time.perf_counter()
     result = trainer.train(resume_from_checkpoint=checkpoint)
     figures = {
@@ -184,6 +230,7 @@ def run_stage(
         "train_cpu_s": time.process_time() - start_cpu,
         "data_problems": dict(dataset.stats),
         "losses": [e["loss"] for e in trainer.state.log_history if "loss" in e],
+        "distributed": distributed_figures(trainer),
     }
     if run.stage.lora is not None and not run.stage.merge_lora:
         from ..inference.loading import save_adapter_model
@@ -193,11 +240,13 @@ def run_stage(
         if run.stage.lora is not None:
             merge_lora(model)
         trainer.save_model(str(output_dir))
-        if not run.stage.adapter_only:
+        if not run.stage.adapter_only and trainer.args.should_save:
             processor.save_pretrained(output_dir)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    (output_dir / "figures.json").write_text(json.dumps(figures, indent=1))
+    if is_main_process():
+        (output_dir / "figures.json").write_text(json.dumps(figures, indent=1))
+    wait_for_everyone()  # the next stage (or launch) on any rank reads what the main process saved
     return figures
 
 
@@ -235,19 +284,27 @@ def check_resumable(output_dir: Path, run: StageRun, seed: int) -> None:
         )
 
 
-def _frozen_encoder(model):
+def _frozen_encoder(model, private_on: torch.device | str | None = None):
     """The vision tower as a feature function for the data loader: eval mode, no gradients. The loader's pixels
     are CPU float32 and the tower may sit on an accelerator in another dtype: pixels go to the tower, features
-    come back to the CPU (where the cache and the collator keep them)."""
+    come back to the CPU (where the cache and the collator keep them).
+
+    `private_on`: encode with a copy of the tower on that device, made now, before the Trainer shards the model
+    (FSDP, ZeRO-3). Sharded, the model's own tower would need the other ranks to gather its parameters, in the
+    middle of their training step. The tower is frozen, so the copy stays equal to it; it costs one tower a rank."""
+    private = None
+    if private_on is not None:
+        private = copy.deepcopy(model.vision_tower).to(private_on).requires_grad_(False)
 
     @torch.no_grad()
     def encode(pixel_values: torch.Tensor) -> torch.Tensor:
-        tower = model.vision_tower
+        tower = model.vision_tower if private is None else private
         weight = next(tower.parameters())
         mode = tower.training
         tower.eval()
         try:
-            features = model.get_vision_features(pixel_values.to(weight.device, weight.dtype))
+            pixels = pixel_values.to(weight.device, weight.dtype)
+            features = model.get_vision_features(pixels) if private is None else tower(pixels)
         finally:
             tower.train(mode)
         return features.to("cpu")
@@ -256,17 +313,28 @@ def _frozen_encoder(model):
 
 
 def run_recipe(recipe: Recipe, only: str | None = None) -> dict:
-    """Run the recipe's prepare steps and stages (or `only` the one of that name); returns all figures."""
+    """Run the recipe's prepare steps and stages (or `only` the one of that name); returns all figures.
+
+    In a launch of several processes, prepare steps, evaluation and the recipe's `figures.json` happen on the
+    main process (the others wait for a prepare step, then reuse what it saved); every process trains the
+    stages."""
+    check_one_stage_per_launch(recipe, only)
+    start_process_group()
     torch.manual_seed(recipe.seed)
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model, processor = build_model(recipe.model, recipe)
+    model, processor = build_model(recipe.model, recipe, only)
     figures: dict = {"recipe": recipe.name}
     media_cache: dict = {}  # decoded media (and frozen-tower features), shared by the prepare steps and the stages
+    main = is_main_process()
     for name, settings in recipe.prepare.items():
         if only in (None, name):
             step = load(PREPARE_STEPS, name)
-            figures[name] = step(model, processor, dict(settings), out / name, media_cache, rerun=only == name)
+            if main:
+                figures[name] = step(model, processor, dict(settings), out / name, media_cache, rerun=only == name)
+            wait_for_everyone()
+            if not main and only is None:  # the main process's result, read back (same settings: reused)
+                figures[name] = step(model, processor, dict(settings), out / name, media_cache, rerun=False)
     previous = None
     for run in recipe.stages:
         if only in (None, run.name):
@@ -274,10 +342,24 @@ def run_recipe(recipe: Recipe, only: str | None = None) -> dict:
         if run.stage.vision_tower:
             media_cache.clear()  # cached features came from the tower this stage changed
         previous = out / run.name
-    if recipe.evaluate and only is None:
-        figures["evaluation"] = evaluate_recipe(model, processor, recipe.evaluate)
-    (out / "figures.json").write_text(json.dumps(figures, indent=1, default=str))
+    if main:
+        if recipe.evaluate and only is None:
+            figures["evaluation"] = evaluate_recipe(model, processor, recipe.evaluate)
+        (out / "figures.json").write_text(json.dumps(figures, indent=1, default=str))
     return figures
+
+
+def check_one_stage_per_launch(recipe: Recipe, only: str | None) -> None:
+    """DeepSpeed and FSDP wrap the model for good (hooks on the parameters, renamed FSDP classes): a second stage
+    in the same process would crash in its first backward. Refused before anything trains."""
+    runs = [run for run in recipe.stages if only in (None, run.name)]
+    wrapped = [run.name for run in runs if wraps_for_one_stage(run.training)]
+    if len(runs) > 1 and wrapped:
+        commands = ", then ".join(f"--only {run.name}" for run in runs)
+        raise RecipeError(
+            f"stages {', '.join(wrapped)} train under DeepSpeed or FSDP, which cannot train a second stage in the "
+            f"same launch: run one stage per launch ({commands}; a later stage reads the earlier one's output)"
+        )
 
 
 def evaluate_recipe(model, processor, settings: dict) -> dict:
@@ -290,4 +372,4 @@ def evaluate_recipe(model, processor, settings: dict) -> dict:
     )
 
 
-__all__ = ["build_model", "check_resumable", "extend_context", "run_recipe", "run_stage", "stage_record"]
+__all__ = ["build_model", "check_one_stage_per_launch", "check_resumable", "extend_context", "run_recipe", "run_stage", "stage_record"]

@@ -169,8 +169,14 @@ def merge_lora(model) -> None:
         model.language_model = model.language_model.merge_and_unload()
 
 
+def adapter_names(model) -> list[str]:
+    """The names of the adapter's tensors: every `token_generator.*` parameter."""
+    return [name for name, _ in model.named_parameters() if name.startswith(ADAPTER_PREFIX)]
+
+
 def adapter_state_dict(model) -> dict:
-    """Every `token_generator.*` parameter, frozen ones included (like the original's `mm_projector.bin`)."""
+    """Every `token_generator.*` parameter, frozen ones included (like the original's `mm_projector.bin`), of a
+    model whose parameters are whole (not FSDP or ZeRO-3 shards: their trainer passes the gathered ones)."""
     return {
         name: parameter.detach().cpu().contiguous()
         for name, parameter in model.named_parameters()
@@ -178,26 +184,47 @@ def adapter_state_dict(model) -> dict:
     }
 
 
+def _full_shape(parameter):
+    """A parameter's shape before sharding: ZeRO-3 leaves a (0,) placeholder and keeps it as `ds_shape`; a
+    DTensor (FSDP2) reports its global shape itself."""
+    return getattr(parameter, "ds_shape", None) or parameter.shape
+
+
 def load_adapter(model, path) -> list[str]:
     """Load a stage-1 adapter file into the token generator; returns the loaded names. Every tensor of the file
-    must exist in the model with the same shape (a wrong file is an error, not a silent partial load)."""
+    must exist in the model with the same shape (a wrong file is an error, not a silent partial load). The model
+    may be sharded (FSDP2 DTensors, ZeRO-3 partitions, as when resuming a checkpoint inside the Trainer)."""
+    import torch
     from safetensors.torch import load_file
 
     weights = load_file(str(path))
     own = dict(model.named_parameters())
-    problems = [n for n, t in weights.items() if n not in own or own[n].shape != t.shape]
+    problems = [n for n, t in weights.items() if n not in own or _full_shape(own[n]) != t.shape]
     if problems:
         raise ModelLoadError(
             f"{path}: {len(problems)} adapter tensors do not fit this model (first: {problems[0]})"
         )
-    missing = model.load_state_dict(weights, strict=False)
-    del missing
+    targets = [own[name] for name in weights]
+    if any(hasattr(parameter, "ds_id") for parameter in targets):
+        import deepspeed
+
+        # every rank read the same file; rank 0's copy is the one partitioned back when the context closes
+        with deepspeed.zero.GatheredParameters(targets, modifier_rank=0), torch.no_grad():
+            for name, tensor in weights.items():
+                own[name].copy_(tensor)
+    elif any(type(parameter).__name__ == "DTensor" for parameter in targets):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True, strict=False))
+    else:
+        model.load_state_dict(weights, strict=False)
     return sorted(weights)
 
 
 __all__ = [
     "LoraSettings",
     "StageSettings",
+    "adapter_names",
     "adapter_state_dict",
     "apply_stage",
     "load_adapter",

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import torch
@@ -23,9 +24,10 @@ from transformers import Trainer, TrainerCallback
 from ..model.transformers_compat import CACHE_KEY
 from .preprocess import IGNORE_INDEX
 from .sampler import ModalityLengthSampler
-from .stages import ADAPTER_PREFIX, StageSettings, adapter_state_dict, load_adapter
+from .stages import ADAPTER_PREFIX, StageSettings, adapter_names, adapter_state_dict, load_adapter
 
 ADAPTER_FILE = "visual_adapter.safetensors"
+logger = logging.getLogger(__name__)
 
 
 class EpochCallback(TrainerCallback):
@@ -46,6 +48,12 @@ class LlamaVidTrainer(Trainer):
         self.group_by_modality_length = group_by_modality_length
         self.visual_lr_scale = visual_lr_scale
         self.shared_prefix = shared_prefix
+        if shared_prefix and self.args.world_size > 1:
+            # the shortcut runs the tower and the LLM outside the wrapped forward: DDP would not see the step,
+            # FSDP and DeepSpeed hold sharded or hooked parameters there
+            logger.warning("shared_prefix is off in a run of %d processes: full rows instead (same loss)",
+                           self.args.world_size)
+            self.shared_prefix = False
         # Our loss is a mean over the batch's labelled tokens: let the Trainer scale for gradient accumulation.
         self.model_accepts_loss_kwargs = False
 
@@ -166,7 +174,14 @@ class LlamaVidTrainer(Trainer):
             return None
         os.makedirs(output_dir, exist_ok=True)
         model = self.accelerator.unwrap_model(self.model)
-        save_file(adapter_state_dict(model), os.path.join(output_dir, ADAPTER_FILE))
+        if state_dict is None:
+            weights = adapter_state_dict(model)
+        else:
+            # FSDP's full state dict, ZeRO-3's consolidated one: the model's own parameters are shards (DTensors,
+            # or ZeRO-3's empty (0,) placeholders: the original LLaMA-VID's "shape [0]" adapters)
+            names = set(adapter_names(model))
+            weights = {k: v.detach().cpu().contiguous() for k, v in state_dict.items() if k in names}
+        save_file(weights, os.path.join(output_dir, ADAPTER_FILE))
         model.config.save_pretrained(output_dir)
         with open(os.path.join(output_dir, "stage.json"), "w") as handle:
             json.dump({"stage": self.stage.name, "adapter_only": True}, handle)
