@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,13 @@ def launch(launcher: str, recipe: dict, tmp_path: Path, *arguments: str) -> subp
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LLAMAVID_DEBUG": "1", "DS_ACCELERATOR": "cpu",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0 and killed_by_abort(result.stderr):
+        # A rank aborted inside gloo on a loaded 2-core machine now and then (not reproducible alone). Such a
+        # crash is the transport's, never a wrong result; one more try, and the first log is kept for reading.
+        (tmp_path / f"aborted-{port}.log").write_text(result.stdout + "\n" + result.stderr)
+        warnings.warn(f"a rank aborted (log: {tmp_path / f'aborted-{port}.log'}); launching once more", stacklevel=2)
+        command[command.index(port)] = port = str(free_port())
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     if result.returncode != 0:
         log = tmp_path / f"launch-{port}.log"
         log.write_text(result.stdout + "\n" + result.stderr)
@@ -94,6 +102,11 @@ def launch(launcher: str, recipe: dict, tmp_path: Path, *arguments: str) -> subp
         causes = [line for line in result.stderr.splitlines() if "Error" in line or "rank0" in line]
         pytest.fail(f"{' '.join(command[2:4])} failed (whole log: {log}):\n" + "\n".join(causes[-60:]))
     return result
+
+
+def killed_by_abort(stderr: str) -> bool:
+    """Whether a launch failed because a process died of SIGABRT (the launchers' reports of a child's signal)."""
+    return "SIGABRT" in stderr or "return code = -6" in stderr
 
 
 def stage_figures(out: Path, stage: str) -> dict:
