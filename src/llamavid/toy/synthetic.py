@@ -1,7 +1,7 @@
 """A synthetic moving-shapes video QA set, written as any user's LLaVA-format data.
 
-Each video: 64x64 pixels (or larger), `seconds` (>= 6) long, encoded with PyAV (H.264) at `encode_fps`, so
-sampling at 1 fps gives one frame a second. One or two shapes (circle, square, triangle) in four colours move
+Each video: 64x64 pixels (or larger), `seconds` (>= 6) long, encoded with PyAV (lossless H.264, so a seed
+always gives the same pixels) at `encode_fps`, so sampling at 1 fps gives one frame a second. One or two shapes (circle, square, triangle) in four colours move
 in a straight line (left, right, up, down) on a plain background; about `two_shape_share` of the videos have a
 second shape (a different colour and shape) that enters later. Questions, several phrasings each, single-word
 answers:
@@ -243,7 +243,9 @@ def encode_video(path: Path, tracks: list[ShapeTrack], settings: SyntheticSettin
         stream = container.add_stream("libx264", rate=settings.encode_fps)
         stream.width = stream.height = settings.size
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "16", "preset": "veryfast", "g": str(settings.encode_fps * 2)}
+        # lossless (qp 0): x264's lossy decisions vary from run to run now and then (even on one thread), which
+        # made the same seed give slightly different pixels; lossless frames decode to exactly what was drawn
+        stream.options = {"qp": "0", "preset": "veryfast", "g": str(settings.encode_fps * 2)}
         for step in range(settings.seconds * settings.encode_fps):
             frame, _ = render_frame(tracks, settings, step / settings.encode_fps)
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
