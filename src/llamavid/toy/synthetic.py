@@ -1,9 +1,10 @@
 """A synthetic moving-shapes video QA set, written as any user's LLaVA-format data.
 
-Each video: 64x64 pixels (or larger), `seconds` (>= 6) long, encoded with PyAV (lossless H.264, so a seed
-always gives the same pixels) at `encode_fps`, so sampling at 1 fps gives one frame a second. One or two shapes (circle, square, triangle) in four colours move
-in a straight line (left, right, up, down) on a plain background; about `two_shape_share` of the videos have a
-second shape (a different colour and shape) that enters later. Questions, several phrasings each, single-word
+Each video: 64x64 pixels (or larger), `seconds` (>= 6) long, encoded with PyAV (lossless H.264, so a seed always
+gives the same pixels) at `encode_fps`, so sampling at 1 fps gives one frame a second. One or two shapes (circle,
+square, triangle) in four colours move in a straight line (left, right, up, down) on a plain background; about
+`two_shape_share` of the videos have a second shape (a different colour and shape) that enters later. Questions,
+several phrasings each, single-word
 answers:
 
 * colour: "What colour is the circle?" -> red | green | blue | yellow
