@@ -4,8 +4,7 @@ Each video: 64x64 pixels (or larger), `seconds` (>= 6) long, encoded with PyAV (
 gives the same pixels) at `encode_fps`, so sampling at 1 fps gives one frame a second. One or two shapes (circle,
 square, triangle) in four colours move in a straight line (left, right, up, down) on a plain background; about
 `two_shape_share` of the videos have a second shape (a different colour and shape) that enters later. Questions,
-several phrasings each, single-word
-answers:
+several phrasings each, single-word answers:
 
 * colour: "What colour is the circle?" -> red | green | blue | yellow
 * shape: "What shape is the red object?" -> circle | square | triangle
