@@ -7,9 +7,9 @@ aligned to the keyframes by the one rule of `align_subtitles` (shared with video
 feature file as for videos, `OUT/<imdb>.safetensors`, so movie chat and long-video training read it unchanged.
 
 Differences with the original: a movie without a subtitle file, or with an empty one, is extracted without
-subtitles (with a warning) instead of skipped; `script/` files are not needed; a shot file that does not match its archive is an error for
-that movie instead of features paired with the wrong times. Such errors, and damaged jpgs, fail that movie
-alone: the others are still extracted and the failures are reported at the end.
+subtitles (with a warning) instead of skipped; `script/` files are not needed; a shot file that does not match
+its archive is an error for that movie instead of features paired with the wrong times. Such errors, and damaged
+jpgs, fail that movie alone: the others are still extracted and the failures are reported at the end.
 
 Resumability and sharding are those of `extract`: finished files are skipped, files appear only when complete,
 and under `accelerate launch` each process takes every N-th movie.
@@ -33,7 +33,7 @@ def extract_movienet_movie(encoder: MediaEncoder, movie, batch_size: int, progre
     import torch
     from tqdm.auto import tqdm
 
-    from ..media import CorruptMediaError, align_subtitles, load_subtitles
+    from ..media import CorruptMediaError, EmptyMediaError, align_subtitles, load_subtitles
     from ..media.movienet import (
         iter_keyframe_batches,
         keyframe_index,
@@ -63,10 +63,11 @@ def extract_movienet_movie(encoder: MediaEncoder, movie, batch_size: int, progre
     subtitles = None
     if movie.subtitles is None:
         logger.warning("%s: no subtitle file, extracted without subtitles", movie.imdb)
-    elif not movie.subtitles.read_bytes().strip():  # a few MovieNet subtitle files are empty: same as none
-        logger.warning("%s: the subtitle file is empty, extracted without subtitles", movie.imdb)
     else:
-        subtitles = load_subtitles(movie.subtitles, remove_ellipsis=True)
+        try:
+            subtitles = load_subtitles(movie.subtitles, remove_ellipsis=True)
+        except EmptyMediaError:  # a few MovieNet subtitle files are empty: the same as none
+            logger.warning("%s: the subtitle file is empty, extracted without subtitles", movie.imdb)
 
     config = encoder.config
     # features only (a few hundred KB a keyframe), filled in place: no second copy from concatenating batches

@@ -63,6 +63,12 @@ def pad_to_square(image: Image.Image, colour: tuple[int, ...]) -> Image.Image:
     return canvas
 
 
+def whole_text_prompt(text: str) -> str:
+    """The Q-Former prompt of a text whose placeholders have no prompts of their own: the whole text without
+    placeholders (what every placeholder of a raw prompt reads)."""
+    return PLACEHOLDER_PATTERN.sub("", text).strip()
+
+
 def build_qformer_tokenizer(vocab_file: str | Path) -> BertTokenizer:
     """The Q-Former's BERT tokenizer as the original builds it: uncased WordPiece, `[DEC]` added as BOS, and left
     truncation so that long prompts keep their end."""
@@ -243,7 +249,7 @@ class LlamaVidProcessor(ProcessorMixin):
         if placeholders == 0:
             return []
         if prompts is None:
-            prompts = PLACEHOLDER_PATTERN.sub("", text).strip()
+            prompts = whole_text_prompt(text)
         if isinstance(prompts, str):
             return [prompts] * placeholders
         if len(prompts) != placeholders:
@@ -331,4 +337,5 @@ __all__ = [
     "image_processor_from_clip_config",
     "pad_colour",
     "pad_to_square",
+    "whole_text_prompt",
 ]

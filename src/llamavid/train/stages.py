@@ -169,18 +169,17 @@ def merge_lora(model) -> None:
         model.language_model = model.language_model.merge_and_unload()
 
 
-def adapter_names(model) -> list[str]:
-    """The names of the adapter's tensors: every `token_generator.*` parameter."""
-    return [name for name, _ in model.named_parameters() if name.startswith(ADAPTER_PREFIX)]
+def adapter_state_dict(model, gathered: dict | None = None) -> dict:
+    """Every `token_generator.*` parameter, frozen ones included (like the original's `mm_projector.bin`).
 
-
-def adapter_state_dict(model) -> dict:
-    """Every `token_generator.*` parameter, frozen ones included (like the original's `mm_projector.bin`), of a
-    model whose parameters are whole (not FSDP or ZeRO-3 shards: their trainer passes the gathered ones)."""
+    `gathered`: the whole state dict an FSDP or ZeRO-3 trainer consolidated, whose tensors stand in for the
+    model's own parameters (shards: DTensors, or ZeRO-3's empty (0,) placeholders, the original LLaMA-VID's
+    "shape [0]" adapters)."""
+    tensors = dict(model.named_parameters()) if gathered is None else gathered
     return {
-        name: parameter.detach().cpu().contiguous()
-        for name, parameter in model.named_parameters()
-        if name.startswith(ADAPTER_PREFIX)
+        name: tensors[name].detach().cpu().contiguous()
+        for name, _ in model.named_parameters()
+        if name.startswith(ADAPTER_PREFIX) and name in tensors
     }
 
 
@@ -224,7 +223,6 @@ def load_adapter(model, path) -> list[str]:
 __all__ = [
     "LoraSettings",
     "StageSettings",
-    "adapter_names",
     "adapter_state_dict",
     "apply_stage",
     "load_adapter",

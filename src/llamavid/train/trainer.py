@@ -24,7 +24,7 @@ from transformers import Trainer, TrainerCallback
 from ..model.transformers_compat import CACHE_KEY
 from .preprocess import IGNORE_INDEX
 from .sampler import ModalityLengthSampler
-from .stages import ADAPTER_PREFIX, StageSettings, adapter_names, adapter_state_dict, load_adapter
+from .stages import ADAPTER_PREFIX, StageSettings, adapter_state_dict, load_adapter
 
 ADAPTER_FILE = "visual_adapter.safetensors"
 logger = logging.getLogger(__name__)
@@ -174,14 +174,8 @@ class LlamaVidTrainer(Trainer):
             return None
         os.makedirs(output_dir, exist_ok=True)
         model = self.accelerator.unwrap_model(self.model)
-        if state_dict is None:
-            weights = adapter_state_dict(model)
-        else:
-            # FSDP's full state dict, ZeRO-3's consolidated one: the model's own parameters are shards (DTensors,
-            # or ZeRO-3's empty (0,) placeholders: the original LLaMA-VID's "shape [0]" adapters)
-            names = set(adapter_names(model))
-            weights = {k: v.detach().cpu().contiguous() for k, v in state_dict.items() if k in names}
-        save_file(weights, os.path.join(output_dir, ADAPTER_FILE))
+        # under FSDP and ZeRO-3 the Trainer passes the gathered state dict: the model's own parameters are shards
+        save_file(adapter_state_dict(model, state_dict), os.path.join(output_dir, ADAPTER_FILE))
         model.config.save_pretrained(output_dir)
         with open(os.path.join(output_dir, "stage.json"), "w") as handle:
             json.dump({"stage": self.stage.name, "adapter_only": True}, handle)

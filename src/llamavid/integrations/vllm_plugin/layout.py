@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ...inference.inputs import strip_placeholders
 from ...model.chat_templates import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, ChatTemplate
-from ...model.processing import PLACEHOLDER_PATTERN
+from ...model.processing import PLACEHOLDER_PATTERN, whole_text_prompt
 
 
 def placeholder_prompts(prompt: str, template: ChatTemplate) -> list[tuple[str, str]]:
@@ -25,11 +25,11 @@ def placeholder_prompts(prompt: str, template: ChatTemplate) -> list[tuple[str, 
         if start < 0:
             continue
         for skipped in PLACEHOLDER_PATTERN.findall(rest[:start]):
-            found.append((skipped, _whole(prompt)))
+            found.append((skipped, whole_text_prompt(prompt)))
         text = strip_placeholders(message)
         found += [(placeholder, text) for placeholder in PLACEHOLDER_PATTERN.findall(message)]
         rest = rest[start + len(message) :]
-    found += [(placeholder, _whole(prompt)) for placeholder in PLACEHOLDER_PATTERN.findall(rest)]
+    found += [(placeholder, whole_text_prompt(prompt)) for placeholder in PLACEHOLDER_PATTERN.findall(rest)]
     return found
 
 
@@ -64,10 +64,6 @@ def reshow_media(prompt: str, template: ChatTemplate) -> tuple[str, list[tuple[s
     sources += own(prompt[done:])
     pieces.append(prompt[done:])
     return "".join(pieces), sources
-
-
-def _whole(prompt: str) -> str:
-    return PLACEHOLDER_PATTERN.sub("", prompt).strip()
 
 
 MODALITY_PLACEHOLDERS = (IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER)

@@ -29,7 +29,7 @@ from vllm.multimodal.processing import (
 
 from ...model.chat_templates import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, get_template
 from ...model.configuration import LlamaVidConfig
-from ...model.processing import PLACEHOLDER_PATTERN, LlamaVidProcessor
+from ...model.processing import PLACEHOLDER_PATTERN, LlamaVidProcessor, whole_text_prompt
 from .layout import placeholder_prompts, reshow_media
 
 #: The internal processor option carrying {modality: [Q-Former prompt of each item]}; never hashed as a whole.
@@ -162,7 +162,7 @@ class LlamaVidMultiModalProcessor(BaseMultiModalProcessor[LlamaVidProcessingInfo
         prompts: dict[str, list[str]] = {modality: [] for modality in PLACEHOLDERS}
         for placeholder, prompt in placeholder_prompts(text, template):
             prompts[MODALITY_OF[placeholder]].append(prompt)
-        fallback = text.replace(IMAGE_PLACEHOLDER, "").replace(VIDEO_PLACEHOLDER, "").strip()
+        fallback = whole_text_prompt(text)
         for modality, items in inputs.mm_data_items.items():
             # a prompt with fewer placeholders than items is refused by vLLM after this; keep the counts equal
             prompts[modality] = (prompts.get(modality, []) + [fallback] * len(items))[: len(items)]
