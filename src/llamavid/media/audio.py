@@ -18,7 +18,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .errors import CorruptMediaError, MediaNotFoundError, UnsupportedMediaError
+from .errors import CorruptMediaError, MediaNotFoundError
+from .video import _ffmpeg_reason, _open_container
 
 __all__ = ["SAMPLE_RATE", "audio_windows", "has_audio", "load_audio"]
 
@@ -26,13 +27,12 @@ SAMPLE_RATE = 16000
 
 
 def _open(path: Path):
+    """The container, opened as the video loader opens it (same options for old PyAV, same errors)."""
     if not path.is_file():
         raise MediaNotFoundError(os.fspath(path), "no such file")
-    try:
-        return av.open(str(path))
-    except av.error.FFmpegError as error:
-        reason = getattr(error, "strerror", None) or str(error)
-        raise UnsupportedMediaError(os.fspath(path), f"FFmpeg cannot open it ({reason})") from None
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    return _open_container(path, head)
 
 
 def has_audio(path: str | os.PathLike) -> bool:
@@ -69,8 +69,7 @@ def audio_windows(
                     yield samples[:window]
                     pending, held = [samples[window:].copy()], samples.size - window
         except av.error.FFmpegError as error:
-            reason = getattr(error, "strerror", None) or str(error)
-            raise CorruptMediaError(os.fspath(p), f"cannot decode the audio ({reason})") from None
+            raise CorruptMediaError(os.fspath(p), f"cannot decode the audio ({_ffmpeg_reason(error)})") from None
         rest = np.concatenate(pending) if pending else np.zeros(0, np.float32)
         if rest.size:
             yield rest.astype(np.float32, copy=False)
