@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
 from pathlib import Path
 
+from ..atomic_files import atomic_write, write_text_atomically
 from ..errors import LlamaVidError
 
 
@@ -109,21 +109,11 @@ def find_video(data: Path, stem: str, folders: tuple[str, ...], layout: str) -> 
 
 def write_json(path: Path, value) -> Path:
     """Write JSON atomically (temporary name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(value, handle)
-    os.replace(temporary, path)
-    return path
+    return write_text_atomically(path, json.dumps(value))
 
 
 def write_jsonl(path: Path, rows) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(temporary, "w", encoding="utf-8") as handle:
+    with atomic_write(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row) + "\n")
-    os.replace(temporary, path)
-    return path
+    return Path(path)

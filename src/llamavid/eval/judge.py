@@ -14,7 +14,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import os
 import random
 import threading
 import time
@@ -25,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..atomic_files import write_text_atomically
 from ..errors import LlamaVidError
 
 
@@ -107,9 +107,7 @@ class Judge:
         if self.settings.cache_dir is None:
             return
         path = Path(self.settings.cache_dir) / f"{key}.json"
-        temporary = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
-        temporary.write_text(json.dumps({"model": self.settings.model, "reply": reply}), encoding="utf-8")
-        os.replace(temporary, path)
+        write_text_atomically(path, json.dumps({"model": self.settings.model, "reply": reply}))
 
     # -- HTTP ------------------------------------------------------------------------------------------------
 

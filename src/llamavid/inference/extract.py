@@ -10,11 +10,11 @@ and leftovers of a killed run are removed. Under `accelerate launch` every proce
 
 from __future__ import annotations
 
-import glob
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from ..atomic_files import leftovers
 from ..errors import UsageError
 from .encoder import MediaEncoder
 
@@ -123,8 +123,8 @@ def remove_leftovers(targets: Iterable[Path]) -> None:
     worth keeping. Only this process's own targets: under `accelerate launch` another process may be writing
     its files in the same folder."""
     for target in targets:
-        for name in (target.name, target.with_suffix(".srt").name):
-            for leftover in target.parent.glob(f".{glob.escape(name)}.*.partial") if target.parent.is_dir() else []:
+        for output in (target, target.with_suffix(".srt")):
+            for leftover in leftovers(output):
                 leftover.unlink(missing_ok=True)
 
 

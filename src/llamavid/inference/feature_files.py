@@ -22,6 +22,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..atomic_files import atomic_write
 from ..errors import LlamaVidError
 
 FORMAT = "llamavid-features/1"
@@ -64,9 +65,8 @@ def write_feature_file(path: str | os.PathLike, file: FeatureFile) -> None:
         "features": file.features.detach().to("cpu", torch.float16).contiguous(),
         "timestamps": torch.tensor(file.timestamps, dtype=torch.float64),
     }
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    save_file(tensors, temporary, metadata=metadata)
-    os.replace(temporary, path)
+    with atomic_write(path) as temporary:
+        save_file(tensors, temporary, metadata=metadata)
 
 
 def read_feature_file(path: str | os.PathLike) -> FeatureFile:

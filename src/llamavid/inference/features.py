@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..atomic_files import atomic_write
+
 logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
@@ -102,10 +104,8 @@ class FeatureCache:
         self._remember(key, entry)
         if self.directory is None:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        temporary = self._path(key).with_suffix(f".tmp{os.getpid()}")
-        save_file({name: tensor.detach().to("cpu").contiguous() for name, tensor in entry.items()}, temporary)
-        os.replace(temporary, self._path(key))
+        with atomic_write(self._path(key)) as temporary:
+            save_file({name: tensor.detach().to("cpu").contiguous() for name, tensor in entry.items()}, temporary)
 
     def get_or_compute(
         self, key: str, compute: Callable[[], dict[str, torch.Tensor]]

@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..atomic_files import write_text_atomically
 from .errors import EmptyMediaError, MediaNotFoundError, UnsupportedMediaError
 
 __all__ = [
@@ -175,8 +176,4 @@ def format_srt(subtitles: list[Subtitle]) -> str:
 
 def write_srt(path: str | os.PathLike, subtitles: list[Subtitle]) -> None:
     """Write a ``.srt`` (UTF-8) under a temporary name, then rename: a killed run never leaves half a file."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    temporary.write_text(format_srt(subtitles), encoding="utf-8")
-    os.replace(temporary, target)
+    write_text_atomically(path, format_srt(subtitles))

@@ -21,12 +21,14 @@ Cache layout (`<root>` is `cache_dir`, else `$LLAMAVID_CACHE`, else `~/.cache/ll
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import json
 import logging
 import os
 import shutil
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -163,7 +165,10 @@ def _convert(path: Path, folder: Path) -> None:
     staging = folder.with_name(f".{folder.name}-partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     staging.mkdir()
     try:
-        model.save_pretrained(staging, safe_serialization=True)
+        # save_pretrained imports DeepSpeed where it is installed (accelerate's unwrap looks for its engine),
+        # and DeepSpeed's import logs to stdout, which carries the demo's answers: its log goes to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         source = {"format": CACHE_FORMAT, "gguf_file": path.name, "gguf_bytes": path.stat().st_size}
         (staging / SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic_files import atomic_write, write_text_atomically
 from ..model.configuration import LlamaVidConfig
 
 _CORPUS = (
@@ -160,7 +161,9 @@ def train_sentencepiece_llama_tokenizer(corpus: Iterable[str], vocab_size: int =
     """Train a BPE sentencepiece model on `corpus` and load it as a legacy LLaMA tokenizer (pad = `<unk>`).
 
     The `tokenizer.model` file is written to `directory` (a temporary one by default), so the tokenizer can
-    be saved beside a model like any LLaMA tokenizer.
+    be saved beside a model like any LLaMA tokenizer. It is trained in a private folder and renamed into place:
+    every rank of a distributed run builds the same toy model, and one rank must never load the file another is
+    still writing.
     """
     import sentencepiece as spm
     from transformers import LlamaTokenizer
@@ -168,9 +171,10 @@ def train_sentencepiece_llama_tokenizer(corpus: Iterable[str], vocab_size: int =
     directory = Path(directory or tempfile.mkdtemp(prefix="llamavid-sp-"))
     directory.mkdir(parents=True, exist_ok=True)
     lines = [line for line in corpus if line.strip()]
+    private = Path(tempfile.mkdtemp(prefix=".sentencepiece-", dir=directory))
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines),
-        model_prefix=str(directory / "tokenizer"),
+        model_prefix=str(private / "tokenizer"),
         vocab_size=vocab_size,
         model_type="bpe",
         byte_fallback=True,
@@ -186,6 +190,10 @@ def train_sentencepiece_llama_tokenizer(corpus: Iterable[str], vocab_size: int =
         hard_vocab_limit=False,
         minloglevel=2,
     )
+    for trained in private.iterdir():
+        with atomic_write(directory / trained.name) as temporary:
+            trained.replace(temporary)
+    private.rmdir()
     logging.getLogger(__name__).debug("sentencepiece model written to %s", directory)
     tokenizer = LlamaTokenizer.from_pretrained(
         directory, legacy=True, add_bos_token=True, add_eos_token=False
@@ -207,8 +215,8 @@ def train_qformer_tokenizer(corpus: Iterable[str], directory=None):
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *letters, *(f"##{c}" for c in letters)]
     directory = Path(directory or tempfile.mkdtemp(prefix="llamavid-qformer-"))
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "vocab.txt"
-    path.write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    # written whole by a rename: every rank of a distributed run writes the same file and reads it back
+    path = write_text_atomically(directory / "vocab.txt", "\n".join(dict.fromkeys(vocab)) + "\n")
     return build_qformer_tokenizer(path)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic_files import write_text_atomically
 from ..plugins import MODEL_SOURCES, PREPARE_STEPS, load
 from .distributed import (
     distributed_figures,
@@ -216,9 +217,7 @@ def run_stage(
             check_resumable(output_dir, run, recipe.seed)
     output_dir.mkdir(parents=True, exist_ok=True)
     if is_main_process():  # whole or not at all: the other ranks may be reading it in check_resumable
-        record = output_dir / f"{STAGE_SETTINGS_FILE}.tmp"
-        record.write_text(json.dumps(stage_record(run, recipe.seed), indent=1))
-        record.replace(output_dir / STAGE_SETTINGS_FILE)
+        write_text_atomically(output_dir / STAGE_SETTINGS_FILE, json.dumps(stage_record(run, recipe.seed), indent=1))
     start_cpu, start = time.process_time(), time.perf_counter()
     result = trainer.train(resume_from_checkpoint=checkpoint)
     figures = {
