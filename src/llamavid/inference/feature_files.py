@@ -54,8 +54,6 @@ class FeatureFile:
 
 def write_feature_file(path: str | os.PathLike, file: FeatureFile) -> None:
     """Write atomically: a temporary name, then a rename, so a killed run never leaves a complete-looking file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fields = {k: str(v) for k, v in file.metadata.items()}
     fields.update(format=FORMAT, include_cls=file.include_cls, subtitles=file.subtitles)
     # one metadata entry: safetensors stores the metadata map in no fixed order, and a resumed run must write

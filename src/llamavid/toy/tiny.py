@@ -14,6 +14,7 @@ tokenizers are small uncased WordPiece vocabularies with the original's `[DEC]` 
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -172,28 +173,30 @@ def train_sentencepiece_llama_tokenizer(corpus: Iterable[str], vocab_size: int =
     directory.mkdir(parents=True, exist_ok=True)
     lines = [line for line in corpus if line.strip()]
     private = Path(tempfile.mkdtemp(prefix=".sentencepiece-", dir=directory))
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines),
-        model_prefix=str(private / "tokenizer"),
-        vocab_size=vocab_size,
-        model_type="bpe",
-        byte_fallback=True,
-        add_dummy_prefix=True,
-        remove_extra_whitespaces=False,
-        normalization_rule_name="identity",
-        split_digits=True,
-        character_coverage=1.0,
-        unk_id=SPECIAL_IDS["unk"],
-        bos_id=SPECIAL_IDS["bos"],
-        eos_id=SPECIAL_IDS["eos"],
-        pad_id=-1,
-        hard_vocab_limit=False,
-        minloglevel=2,
-    )
-    for trained in private.iterdir():
-        with atomic_write(directory / trained.name) as temporary:
-            trained.replace(temporary)
-    private.rmdir()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines),
+            model_prefix=str(private / "tokenizer"),
+            vocab_size=vocab_size,
+            model_type="bpe",
+            byte_fallback=True,
+            add_dummy_prefix=True,
+            remove_extra_whitespaces=False,
+            normalization_rule_name="identity",
+            split_digits=True,
+            character_coverage=1.0,
+            unk_id=SPECIAL_IDS["unk"],
+            bos_id=SPECIAL_IDS["bos"],
+            eos_id=SPECIAL_IDS["eos"],
+            pad_id=-1,
+            hard_vocab_limit=False,
+            minloglevel=2,
+        )
+        for trained in private.iterdir():
+            with atomic_write(directory / trained.name) as temporary:
+                trained.replace(temporary)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)  # empty once moved; after a failed training, its partial files
     logging.getLogger(__name__).debug("sentencepiece model written to %s", directory)
     tokenizer = LlamaTokenizer.from_pretrained(
         directory, legacy=True, add_bos_token=True, add_eos_token=False
