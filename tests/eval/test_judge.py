@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 
+from llamavid.eval.base import ScoreSettings
 from llamavid.eval.judge import Judge, JudgeError, JudgeSettings, MalformedReply, parse_reply
-from llamavid.eval.prompts import load_prompts
 from llamavid.eval.video import score_qa, score_vcgbench
 
 from .judge_server import JudgeDouble
@@ -25,7 +23,7 @@ def judge(double, tmp_path, **overrides):
 
 
 def options(judge_, **extra):
-    return argparse.Namespace(judge=judge_, prompts=load_prompts(None), progress=False, **extra)
+    return ScoreSettings(judge=judge_, **extra)
 
 
 def verdicts(user, attempt):
@@ -102,9 +100,8 @@ def test_vcgbench_consistency_bug_behind_a_flag(tmp_path):
 def test_judge_prompts_file(tmp_path):
     custom = tmp_path / "prompts.json"
     custom.write_text('{"qa": {"system": "S", "user": "Q={question} A={answer} P={pred} {\'pred\': \'yes\'}"}}')
-    prompts = load_prompts(custom)
     with JudgeDouble(lambda user, attempt: (200, "{'pred': 'yes', 'score': 5}")) as double:
-        score_qa(None, QA_ROWS[:1], argparse.Namespace(judge=judge(double, tmp_path), prompts=prompts, progress=False))
+        score_qa(None, QA_ROWS[:1], ScoreSettings(judge=judge(double, tmp_path), judge_prompts=custom))
         assert double.requests[0]["messages"] == [
             {"role": "system", "content": "S"},
             {"role": "user", "content": "Q=what moves? A=dot P=a dot {'pred': 'yes'}"},

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
-from llamavid.eval import gqa, mmbench, mme, pope, scienceqa, seed, vizwiz, vqav2
+from llamavid.eval import (
+    BENCHMARK_NAMES,
+    ScoreSettings,
+    benchmarks,
+    gqa,
+    mmbench,
+    mme,
+    pope,
+    scienceqa,
+    seed,
+    vizwiz,
+    vqav2,
+)
+from llamavid.eval.video import VCG_ASPECT_NAMES, scored_benchmark
 from llamavid.eval.vqa_text import normalize_answer, soft_accuracy
 
 from .benchdata import make
@@ -141,7 +153,7 @@ def test_seed(tmp_path):
     data = make("seed", tmp_path)
     # answers: 100 A (image), 101 B (image), 102 C (video); exact equality with the letter
     predictions = rows([(100, "A"), ("101", "B."), ("102", "C")])
-    result = seed.score(data, predictions, argparse.Namespace(submission=str(tmp_path / "up.jsonl")))
+    result = seed.score(data, predictions, ScoreSettings(submission=str(tmp_path / "up.jsonl")))
     assert result["image_accuracy"] == 50.0  # "B." is not "B"
     assert result["video_accuracy"] == 100.0
     assert result["accuracy"] == pytest.approx(200 / 3)  # numeric id 100 matches "100"
@@ -186,7 +198,7 @@ def test_scienceqa(tmp_path):
 def test_vqav2_submission_covers_all_test_ids(tmp_path):
     data = make("vqav2", tmp_path)
     target = tmp_path / "upload.json"
-    result = vqav2.score(data, rows([(1000, "Two dogs."), (1001, "yes")]), argparse.Namespace(submission=str(target)))
+    result = vqav2.score(data, rows([(1000, "Two dogs."), (1001, "yes")]), ScoreSettings(submission=str(target)))
     upload = json.loads(target.read_text())
     assert [u["question_id"] for u in upload] == [1000, 1001, 1002, 2000]
     assert upload[0]["answer"] == "2 dogs" and upload[2]["answer"] == ""
@@ -198,7 +210,7 @@ def test_vqav2_local_accuracy(tmp_path):
         {"question_id": 1, "answer_type": "number", "answers": [{"answer": "2"}] * 3 + [{"answer": "3"}] * 7},
         {"question_id": 2, "answer_type": "yes/no", "answers": [{"answer": "yes"}] * 10},
     ]}))
-    result = vqav2.score(tmp_path, rows([(1, "Two")]), argparse.Namespace(submission=None))
+    result = vqav2.score(tmp_path, rows([(1, "Two")]), ScoreSettings(submission=None))
     # "Two" -> "2": 3 human matches -> 0.9; question 2 missing -> 0
     assert result["accuracy"] == pytest.approx(45.0)
     assert result["per_answer_type"] == {"number": pytest.approx(90.0), "yes/no": 0.0}
@@ -208,13 +220,13 @@ def test_vqav2_local_accuracy(tmp_path):
 def test_vizwiz_submission_and_val(tmp_path):
     data = make("vizwiz", tmp_path)
     target = tmp_path / "vizwiz.json"
-    result = vizwiz.score(data, rows([(0, "Unanswerable"), (1, "A can of soup.")]), argparse.Namespace(submission=str(target)))
+    result = vizwiz.score(data, rows([(0, "Unanswerable"), (1, "A can of soup.")]), ScoreSettings(submission=str(target)))
     upload = json.loads(target.read_text())
     assert upload[0] == {"image": "VizWiz_test_00000000.jpg", "answer": "unanswerable"}
     assert upload[1]["answer"] == "can of soup" and upload[2]["answer"] == ""
     assert result["missing"] == 1
     val = [{"question_id": i, "image": f"VizWiz_val_{i:08d}.jpg", "text": t} for i, t in enumerate(["Soup", "soup.", "bread"])]
-    local = vizwiz.score(data, val, argparse.Namespace(submission=None))
+    local = vizwiz.score(data, val, ScoreSettings(submission=None))
     assert local["accuracy"] == pytest.approx(200 / 3)
 
 
@@ -235,11 +247,34 @@ def test_mmbench_circular(tmp_path):
     data = make("mmbench", tmp_path)
     target = tmp_path / "up.xlsx"
     # question 0 twice (rotated; answers A then B) and question 1 (answer C)
-    result = mmbench.score(data, rows([(0, "A"), (1000000, "(B) cat"), (1, "blue")]), argparse.Namespace(split=None, submission=str(target)))
+    result = mmbench.score(data, rows([(0, "A"), (1000000, "(B) cat"), (1, "blue")]), ScoreSettings(split=None, submission=str(target)))
     assert result["accuracy"] == 100.0  # both rotations right; "blue" is the text of option C
-    result = mmbench.score(data, rows([(0, "A"), (1000000, "A"), (1, "C")]), argparse.Namespace(split=None, submission=str(target)))
+    result = mmbench.score(data, rows([(0, "A"), (1000000, "A"), (1, "C")]), ScoreSettings(split=None, submission=str(target)))
     assert result["accuracy"] == 50.0  # one rotation wrong -> the whole question wrong
     import zipfile
 
     sheet = zipfile.ZipFile(target).read("xl/worksheets/sheet1.xml").decode()
     assert "<t xml:space=\"preserve\">prediction</t>" in sheet and "hint" not in sheet
+
+
+def test_one_table_names_every_benchmark_in_the_papers_order():
+    table = benchmarks()
+    assert tuple(table) == BENCHMARK_NAMES and BENCHMARK_NAMES[:2] == ("vqav2", "gqa")
+    assert all(bench.name == name for name, bench in table.items())
+
+
+def test_a_vcgbench_aspect_name_scores_that_aspect_of_vcgbench():
+    assert scored_benchmark("vcgbench-temporal") == ("vcgbench", ["temporal"])
+    assert scored_benchmark("vcgbench") == ("vcgbench", None)
+    assert scored_benchmark("gqa") == ("gqa", None)
+    assert len(VCG_ASPECT_NAMES) == 5 and "vcgbench-consistency" in VCG_ASPECT_NAMES
+
+
+def test_score_flags_come_from_the_settings_fields(capsys):
+    from llamavid.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["eval", "score", "--help"])
+    shown = capsys.readouterr().out
+    for flag in ("--split", "--submission", "--judge-prompts", "--fix-consistency-question", "--judge-model"):
+        assert flag in shown

@@ -11,8 +11,6 @@ from ..errors import UsageError
 from ..eval import BENCHMARK_NAMES
 from .flags import add_settings_flags, settings_from_args
 
-VCG_ASPECT_NAMES = tuple(f"vcgbench-{a}" for a in ("correctness", "detail", "context", "temporal", "consistency"))
-
 
 def _run(args: argparse.Namespace) -> int:
     """Generate answers for a benchmark (or `all`, with --data holding one folder per benchmark name)."""
@@ -41,37 +39,30 @@ def _run(args: argparse.Namespace) -> int:
 
 def _score(args: argparse.Namespace) -> int:
     """Score an answers file with the benchmark's official rules (a video benchmark through an LLM judge)."""
-    from ..eval import get_benchmark
+    from ..eval import ScoreSettings, get_benchmark
     from ..eval.base import shape_problems
     from ..eval.data import read_predictions
-    from ..eval.prompts import load_prompts
+    from ..eval.video import scored_benchmark
 
-    name = args.benchmark
-    aspects = None
-    if name in VCG_ASPECT_NAMES:
-        aspects, name = [name.split("-", 1)[1]], "vcgbench"
+    name, aspects = scored_benchmark(args.benchmark)
     bench = get_benchmark(name)
     predictions = []
     for path in args.answers:
         if not Path(path).is_file():
             raise UsageError(f"missing answers file {path}")
         predictions += read_predictions(Path(path))
-    options = argparse.Namespace(
-        split=args.split,
-        submission=args.submission,
+    settings = settings_from_args(
+        args, ScoreSettings,
         aspects=aspects,
-        default_set="temporal" if aspects == ["temporal"] else "generic",
-        fix_consistency_question=args.fix_consistency_question,
-        prompts=load_prompts(args.judge_prompts),
         judge=_make_judge(args, Path(args.answers[0])) if bench.video else None,
         progress=not args.json,
     )
     if bench.needs_data_to_score and args.data is None:
         raise UsageError(f"scoring {bench.name} needs --data (the benchmark folder with the ground truth)")
-    result = bench.score(Path(args.data) if args.data else None, predictions, options)
-    if options.judge is not None:
-        result["judge_requests"] = options.judge.requests_sent
-        result["judge_cache_hits"] = options.judge.cache_hits
+    result = bench.score(Path(args.data) if args.data else None, predictions, settings)
+    if settings.judge is not None:
+        result["judge_requests"] = settings.judge.requests_sent
+        result["judge_cache_hits"] = settings.judge.cache_hits
     problems = shape_problems(result)
     if problems:
         raise TypeError(f"{bench.name} scored into the wrong result shape: {', '.join(problems)}")
@@ -114,8 +105,10 @@ def format_table(name: str, result: dict, prefix: str = "") -> str:
 
 
 def register(commands) -> None:
+    from ..eval import ScoreSettings
     from ..eval.judge import JudgeSettings
     from ..eval.runner import RunSettings
+    from ..eval.video import VCG_ASPECT_NAMES
 
     evaluate = commands.add_parser(
         "eval", help="evaluate on the twelve LLaMA-VID benchmarks", description=__doc__
@@ -137,15 +130,8 @@ def register(commands) -> None:
     score.add_argument("--answers", required=True, action="append", help="answers file (repeatable)")
     score.add_argument("--data", help="benchmark folder with the ground truth (image benchmarks)")
     score.add_argument("--json", action="store_true", help="print one JSON line")
-    score.add_argument("--split", help="as for run; scienceqa: pid_splits key (default test)")
-    score.add_argument("--submission", help="where to write the server upload file")
+    add_settings_flags(score, ScoreSettings)
     add_settings_flags(score, JudgeSettings)
-    score.add_argument("--judge-prompts", help="JSON file with the original scripts' judge wording")
-    score.add_argument(
-        "--fix-consistency-question",
-        action="store_true",
-        help="show the judge Q2 as the second consistency question (the original shows Q1 twice)",
-    )
     score.set_defaults(run=_score)
 
     merge = sub.add_parser("merge", help=_merge.__doc__, description=_merge.__doc__)

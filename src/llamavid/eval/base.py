@@ -62,12 +62,32 @@ class GenerationDefaults:
     temperature: float = 0.0
 
 
+@dataclass
+class ScoreSettings:
+    """How `llamavid eval score` scores an answers file; each field with a flag is one of its flags."""
+
+    split: str | None = field(default=None, metadata={"help": "as for run; scienceqa: pid_splits key (default test)"})
+    submission: Path | None = field(default=None, metadata={"help": "where to write the server upload file"})
+    judge_prompts: Path | None = field(
+        default=None, metadata={"help": "JSON file with the original scripts' judge wording"}
+    )
+    fix_consistency_question: bool = field(
+        default=False,
+        metadata={"help": "show the judge Q2 as the second consistency question (the original shows Q1 twice)"},
+    )
+    # what the command fills in: the aspects a `vcgbench-<aspect>` name scores, the judge of the video benchmarks
+    # (an `llamavid.eval.judge.Judge`), and whether the judge shows a progress bar
+    aspects: list[str] | None = field(default=None, metadata={"flag": False})
+    judge: object | None = field(default=None, metadata={"flag": False})
+    progress: bool = field(default=False, metadata={"flag": False})
+
+
 @dataclass(frozen=True)
 class Benchmark:
     name: str
     layout: str  # one line describing the expected --data folder, used in error messages
     load: Callable[..., list[Item]]  # (data: Path, split: str | None) -> items
-    score: Callable[..., dict]  # (data: Path | None, predictions: list[dict], options) -> metrics
+    score: Callable[..., dict]  # (data: Path | None, predictions: list[dict], settings: ScoreSettings) -> metrics
     generation: GenerationDefaults = GenerationDefaults()
     make_row: Callable[[Item, list[str], str], dict] | None = None  # (item, texts, model_id) -> row
     video: bool = False

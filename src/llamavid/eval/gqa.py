@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Benchmark, data_path, percent
+from .base import Benchmark, ScoreSettings, data_path, percent
 from .data import id_key, read_json
 from .image_qa import load_llava_questions, predictions_by_id
 
@@ -35,7 +35,7 @@ def submission(predictions: list[dict]) -> list[dict]:
     return [{"questionId": row["question_id"], "prediction": clean(row["text"])} for row in predictions]
 
 
-def score(data: Path | None, predictions: list[dict], options=None) -> dict:
+def score(data: Path | None, predictions: list[dict], settings: ScoreSettings | None = None) -> dict:
     truth = read_json(data_path(data, "gqa") / GROUND_TRUTH, LAYOUT)
     answers = {key: clean(text) for key, text in predictions_by_id(predictions).items()}
     totals = {"accuracy": [0, 0], "binary": [0, 0], "open": [0, 0]}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import Benchmark, GenerationDefaults, Item, Media, Request, data_path, percent
+from .base import Benchmark, GenerationDefaults, Item, Media, Request, ScoreSettings, data_path, percent
 from .data import EvalDataError, id_key, read_tsv
 from .xlsx import write_xlsx
 
@@ -85,8 +85,9 @@ def extract_letter(text: str, options: dict[str, str]) -> str | None:
     return None
 
 
-def score(data: Path | None, predictions: list[dict], options=None) -> dict:
-    path = table_path(data_path(data, "mmbench"), getattr(options, "split", None))
+def score(data: Path | None, predictions: list[dict], settings: ScoreSettings | None = None) -> dict:
+    settings = settings or ScoreSettings()
+    path = table_path(data_path(data, "mmbench"), settings.split)
     table = read_tsv(path, LAYOUT)
     answers = {id_key(row["question_id"]): row.get("text", "") for row in predictions if "question_id" in row}
     result: dict = {}
@@ -97,7 +98,7 @@ def score(data: Path | None, predictions: list[dict], options=None) -> dict:
         values = [row[key] for key in header if key != "prediction"]
         values.insert(6, answers.get(id_key(row["index"])))
         upload_rows.append(values)
-    target = Path(getattr(options, "submission", None) or path.with_name(f"{path.stem}_upload.xlsx"))
+    target = Path(settings.submission or path.with_name(f"{path.stem}_upload.xlsx"))
     write_xlsx(target, header, upload_rows)
     result["submission"] = str(target)
     if table and "answer" in table[0] and not all(is_none(row.get("answer")) for row in table):

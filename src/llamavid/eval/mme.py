@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Benchmark, data_path, percent
+from .base import Benchmark, ScoreSettings, data_path, percent
 from .data import EvalDataError, id_key, read_jsonl
 from .image_qa import SHORT_ANSWER, load_llava_questions
 
@@ -64,7 +64,7 @@ def lookup(truth: dict, task: str, question_id: str, text: str) -> str:
         raise EvalDataError(f"no ground truth for {question_id} ({question!r}) in {RELEASE}/{task}") from None
 
 
-def score(data: Path | None, predictions: list[dict], options=None) -> dict:
+def score(data: Path | None, predictions: list[dict], settings: ScoreSettings | None = None) -> dict:
     data = data_path(data, "mme")
     if not (data / RELEASE).is_dir():
         raise EvalDataError(f"missing {data / RELEASE}; expected layout: {LAYOUT}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Benchmark, data_path, percent
+from .base import Benchmark, ScoreSettings, data_path, percent
 from .data import EvalDataError, id_key, read_jsonl
 from .image_qa import load_llava_questions, predictions_by_id, questions_by_id
 
@@ -48,7 +48,7 @@ def category_metrics(predicted: list[int], labels: list[int]) -> dict:
     }
 
 
-def score(data: Path | None, predictions: list[dict], options=None) -> dict:
+def score(data: Path | None, predictions: list[dict], settings: ScoreSettings | None = None) -> dict:
     data = data_path(data, "pope")
     rows, _ = questions_by_id(data, QUESTIONS, LAYOUT)
     answers = predictions_by_id(predictions)

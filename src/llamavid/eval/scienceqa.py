@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import Benchmark, GenerationDefaults, Item, Media, Request, data_path, percent
+from .base import Benchmark, GenerationDefaults, Item, Media, Request, ScoreSettings, data_path, percent
 from .data import find_media, id_key, read_json, require_keys
 
 LAYOUT = "scienceqa/llava_test_CQM-A.json, scienceqa/problems.json, scienceqa/pid_splits.json, images in scienceqa/images/test/"
@@ -56,9 +56,10 @@ def parse(text: str) -> str:
     return found[0] if len(found) == 1 else "FAILED"
 
 
-def score(data: Path | None, predictions: list[dict], options=None) -> dict:
+def score(data: Path | None, predictions: list[dict], settings: ScoreSettings | None = None) -> dict:
+    settings = settings or ScoreSettings()
     data = data_path(data, "scienceqa")
-    split = getattr(options, "split", None) or "test"
+    split = settings.split or "test"
     problem_ids = read_json(data / "pid_splits.json", LAYOUT)[split]
     problems = read_json(data / "problems.json", LAYOUT)
     rows = {id_key(row["question_id"]): row for row in predictions if "question_id" in row}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Benchmark, data_path, percent
+from .base import Benchmark, ScoreSettings, data_path, percent
 from .data import id_key, read_json, write_jsonl
 from .image_qa import load_llava_questions, predictions_by_id
 
@@ -24,7 +24,8 @@ def load(data: Path, split: str | None = None):
     return load_llava_questions(data, QUESTIONS, (".", "images"), LAYOUT)
 
 
-def score(data: Path | None, predictions: list[dict], options=None) -> dict:
+def score(data: Path | None, predictions: list[dict], settings: ScoreSettings | None = None) -> dict:
+    settings = settings or ScoreSettings()
     annotation = read_json(data_path(data, "seed") / ANNOTATION, LAYOUT)
     answers = predictions_by_id(predictions)
     names = {type_id: name for name, type_id in annotation.get("question_type", {}).items()}
@@ -48,12 +49,12 @@ def score(data: Path | None, predictions: list[dict], options=None) -> dict:
         "missing": missing,
         "per_type": {name: percent(*pair) for name, pair in sorted(per_type.items())},
     }
-    if options is not None and getattr(options, "submission", None):
+    if settings.submission:
         rows = [
             {"question_id": q["question_id"], "prediction": answers.get(id_key(q["question_id"]), "")}
             for q in annotation["questions"]
         ]
-        result["submission"] = str(write_jsonl(Path(options.submission), rows))
+        result["submission"] = str(write_jsonl(Path(settings.submission), rows))
     return result
 
 

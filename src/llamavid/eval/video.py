@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Benchmark, GenerationDefaults, Item, Media, Request, answer_id
+from .base import Benchmark, GenerationDefaults, Item, Media, Request, ScoreSettings, answer_id
 from .data import EvalDataError, find_video, read_json, require_keys
-from .prompts import messages
+from .prompts import load_prompts, messages
 
 VIDEO_GENERATION = GenerationDefaults(max_new_tokens=1024, temperature=0.2)
 MSVD_LAYOUT = "<bench>/test_qa.json ([{video_id, question, id, answer}]) and videos in <bench>/videos/<video_id>.mp4|avi|mov|mkv"
@@ -37,6 +37,22 @@ VCG_ASPECTS = {
     "temporal": "temporal",
     "consistency": "consistency",
 }
+# `llamavid eval score vcgbench-<aspect>` scores one aspect of the Video-ChatGPT benchmark, as the original's five
+# evaluate_benchmark_* scripts do (each reads its own answers file)
+VCG_ASPECT_NAMES = tuple(f"vcgbench-{aspect}" for aspect in VCG_ASPECTS)
+
+
+def scored_benchmark(name: str) -> tuple[str, list[str] | None]:
+    """The benchmark a score name belongs to and the aspects it scores: `vcgbench-temporal` -> (`vcgbench`,
+    [`temporal`]); any other name scores its whole benchmark (None)."""
+    if name in VCG_ASPECT_NAMES:
+        return "vcgbench", [name.split("-", 1)[1]]
+    return name, None
+
+
+def _default_set(aspects: list[str] | None) -> str:
+    """The question set of rows that do not say theirs: a temporal-only answers file holds temporal questions."""
+    return "temporal" if aspects == ["temporal"] else "generic"
 
 
 def _video_item(qid, path: Path, questions: list[str], record: dict) -> Item:
@@ -105,23 +121,23 @@ def video_row(item: Item, texts: list[str], model_id: str) -> dict:
 # -- scoring ------------------------------------------------------------------------------------------------
 
 
-def _judge_from(options):
-    judge = getattr(options, "judge", None)
+def _judge_from(settings: ScoreSettings | None):
+    judge = settings.judge if settings is not None else None
     if judge is None:
         raise EvalDataError("scoring a video benchmark needs a judge: give --judge-base-url and --judge-model")
     return judge
 
 
-def score_qa(data: Path | None, predictions: list[dict], options=None) -> dict:
-    judge = _judge_from(options)
-    prompt = options.prompts["qa"]
+def score_qa(data: Path | None, predictions: list[dict], settings: ScoreSettings | None = None) -> dict:
+    judge = _judge_from(settings)
+    prompt = load_prompts(settings.judge_prompts)["qa"]
     conversations = []
     for row in predictions:
         for key in ("question", "answer", "pred"):
             if key not in row:
                 raise EvalDataError(f"a prediction row lacks '{key}'; expected rows with id, question, answer, pred")
         conversations.append(messages(prompt, question=row["question"], answer=row["answer"], pred=row["pred"]))
-    replies = judge.ask_all(conversations, need_pred=True, progress=getattr(options, "progress", False))
+    replies = judge.ask_all(conversations, need_pred=True, progress=settings.progress)
     judged = [reply for reply in replies if reply is not None]
     yes = no = 0
     for reply in judged:
@@ -146,22 +162,24 @@ def vcg_set(row: dict, default: str) -> str:
     return row.get("set", default)
 
 
-def score_vcg_aspect(aspect: str, predictions: list[dict], options, default_set: str = "generic") -> dict:
-    judge = _judge_from(options)
-    prompt = options.prompts[aspect]
+def score_vcg_aspect(
+    aspect: str, predictions: list[dict], settings: ScoreSettings, prompts: dict, default_set: str = "generic"
+) -> dict:
+    judge = _judge_from(settings)
+    prompt = prompts[aspect]
     wanted = VCG_ASPECTS[aspect]
     rows = [row for row in predictions if vcg_set(row, default_set) == wanted]
     conversations = []
     for row in rows:
         if aspect == "consistency":
             # the original shows the judge Q1 twice; `--fix-consistency-question` shows Q2 as the second question
-            second = row["Q2"] if getattr(options, "fix_consistency_question", False) else row["Q1"]
+            second = row["Q2"] if settings.fix_consistency_question else row["Q1"]
             conversations.append(
                 messages(prompt, question1=row["Q1"], question2=second, answer=row["A"], pred1=row["pred1"], pred2=row["pred2"])
             )
         else:
             conversations.append(messages(prompt, question=row["Q"], answer=row["A"], pred=row["pred"]))
-    replies = judge.ask_all(conversations, need_pred=False, progress=getattr(options, "progress", False))
+    replies = judge.ask_all(conversations, need_pred=False, progress=settings.progress)
     judged = [reply for reply in replies if reply is not None]
     return {
         "score": sum(int(reply["score"]) for reply in judged) / len(judged) if judged else 0.0,
@@ -170,10 +188,12 @@ def score_vcg_aspect(aspect: str, predictions: list[dict], options, default_set:
     }
 
 
-def score_vcgbench(data: Path | None, predictions: list[dict], options=None) -> dict:
-    aspects = getattr(options, "aspects", None) or list(VCG_ASPECTS)
-    default_set = getattr(options, "default_set", "generic")
-    scored = {aspect: score_vcg_aspect(aspect, predictions, options, default_set) for aspect in aspects}
+def score_vcgbench(data: Path | None, predictions: list[dict], settings: ScoreSettings | None = None) -> dict:
+    _judge_from(settings)
+    aspects = settings.aspects or list(VCG_ASPECTS)
+    prompts = load_prompts(settings.judge_prompts)
+    default_set = _default_set(settings.aspects)
+    scored = {aspect: score_vcg_aspect(aspect, predictions, settings, prompts, default_set) for aspect in aspects}
     if len(scored) == 1:
         return next(iter(scored.values()))  # `vcgbench-<aspect>`: flat, like every other benchmark
     return {

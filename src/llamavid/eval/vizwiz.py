@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Benchmark, data_path
+from .base import Benchmark, ScoreSettings, data_path
 from .data import EvalDataError, find_media, id_key, read_json, require_keys, write_json
 from .image_qa import SHORT_ANSWER, image_item, load_llava_questions, predictions_by_id, questions_by_id
 from .vqa_text import accuracy_report, normalize_answer
@@ -60,9 +60,10 @@ def read_val(path: Path) -> list[dict]:
     return entries
 
 
-def score(data: Path | None, predictions: list[dict], options=None) -> dict:
+def score(data: Path | None, predictions: list[dict], settings: ScoreSettings | None = None) -> dict:
+    settings = settings or ScoreSettings()
     data = data_path(data, "vizwiz")
-    split = getattr(options, "split", None)
+    split = settings.split
     if split not in (None, "test", "val"):
         raise EvalDataError(f"vizwiz splits are test and val, not {split!r}")
     # our runner's val rows carry the image name; without --split they still score as val when val.json is there
@@ -72,7 +73,7 @@ def score(data: Path | None, predictions: list[dict], options=None) -> dict:
     answers = {key: normalize_answer(text) for key, text in predictions_by_id(predictions).items()}
     rows, _ = questions_by_id(data, QUESTIONS, LAYOUT)
     upload = [{"image": row["image"], "answer": answers.get(id_key(row["question_id"]), "")} for row in rows]
-    target = Path(getattr(options, "submission", None) or data / "answers_upload" / "vizwiz_test.json")
+    target = Path(settings.submission or data / "answers_upload" / "vizwiz_test.json")
     write_json(target, upload)
     missing = sum(id_key(row["question_id"]) not in answers for row in rows)
     return {"submission": str(target), "answered": len(rows) - missing, "missing": missing}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Benchmark, data_path
+from .base import Benchmark, ScoreSettings, data_path
 from .data import EvalDataError, id_key, read_json, read_jsonl, write_json
 from .image_qa import SHORT_ANSWER, image_item, load_llava_questions, predictions_by_id
 from .vqa_text import accuracy_report, normalize_answer
@@ -45,7 +45,8 @@ def load(data: Path, split: str | None = None):
     ]
 
 
-def score(data: Path | None, predictions: list[dict], options=None) -> dict:
+def score(data: Path | None, predictions: list[dict], settings: ScoreSettings | None = None) -> dict:
+    settings = settings or ScoreSettings()
     data = data_path(data, "vqav2")
     answers = {key: normalize_answer(text) for key, text in predictions_by_id(predictions).items()}
     annotations_file = data / VAL_ANNOTATIONS
@@ -55,7 +56,7 @@ def score(data: Path | None, predictions: list[dict], options=None) -> dict:
             return local_accuracy(annotations, answers)
     ids = [row["question_id"] for row in read_jsonl(data / TEST_ALL, LAYOUT)]
     upload = [{"question_id": qid, "answer": answers.get(id_key(qid), "")} for qid in ids]
-    target = Path(getattr(options, "submission", None) or data / "answers_upload" / "vqav2_test-dev.json")
+    target = Path(settings.submission or data / "answers_upload" / "vqav2_test-dev.json")
     write_json(target, upload)
     missing = sum(id_key(qid) not in answers for qid in ids)
     return {"submission": str(target), "answered": len(ids) - missing, "missing": missing}
