@@ -1,6 +1,6 @@
 import pytest
 
-from llamavid.model.chat_templates import TEMPLATES, get_template, move_placeholder_to_front
+from llamavid.model.chat_templates import TEMPLATES, get_template
 
 SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
@@ -46,11 +46,6 @@ def test_unknown_template_lists_valid_names():
 def test_unknown_role():
     with pytest.raises(ValueError, match="Unknown chat role"):
         get_template("vicuna_v1").render([("system", "x")])
-
-
-def test_placeholder_moves_to_front():
-    assert move_placeholder_to_front("What is <image> this?") == "<image>\nWhat is  this?"
-    assert move_placeholder_to_front("plain") == "plain"
 
 
 def test_stop_strings():

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -106,15 +105,6 @@ class FeatureCache:
             return
         with atomic_write(self._path(key)) as temporary:
             save_file({name: tensor.detach().to("cpu").contiguous() for name, tensor in entry.items()}, temporary)
-
-    def get_or_compute(
-        self, key: str, compute: Callable[[], dict[str, torch.Tensor]]
-    ) -> dict[str, torch.Tensor]:
-        entry = self.get(key)
-        if entry is None:
-            entry = compute()
-            self.put(key, entry)
-        return entry
 
     def _remember(self, key: str, entry: dict[str, torch.Tensor]) -> None:
         self._memory[key] = entry

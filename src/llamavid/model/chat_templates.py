@@ -200,14 +200,6 @@ def get_template(name: str) -> ChatTemplate:
         ) from None
 
 
-def move_placeholder_to_front(text: str) -> str:
-    """The original moves a visual placeholder found anywhere in a message to its front, as `<image>\\n` + rest."""
-    if IMAGE_PLACEHOLDER not in text:
-        return text
-    rest = text.replace(IMAGE_PLACEHOLDER, "").strip()
-    return f"{IMAGE_PLACEHOLDER}\n{rest}"
-
-
 __all__ = [
     "ChatTemplate",
     "IMAGE_PLACEHOLDER",
@@ -215,5 +207,4 @@ __all__ = [
     "TEMPLATES",
     "VIDEO_PLACEHOLDER",
     "get_template",
-    "move_placeholder_to_front",
 ]

@@ -12,7 +12,6 @@ Q-Former, projectors, the adapter: a few MB) ship in the package; the record of 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import LlamaVidError
@@ -53,18 +52,10 @@ def sample_videos() -> list[dict]:
     ]
 
 
-def ask(engine, video, question: str, max_new_tokens: int = 48) -> Iterator[str]:
-    """Stream the answer to one question about `video` (a path or frames; None: a plain question)."""
-    if video is None:
-        return engine.chat([("user", question)], max_new_tokens=max_new_tokens, temperature=0.0)
-    return engine.chat([("user", f"<video>\n{question}")], media=video, max_new_tokens=max_new_tokens, temperature=0.0)
-
-
 __all__ = [
     "DEMO_MODEL",
     "DemoUnavailable",
     "SAMPLE_VIDEOS",
-    "ask",
     "load_demo_engine",
     "sample_videos",
 ]

@@ -16,26 +16,6 @@ PACKAGE_DATA = Path(__file__).parents[1] / "data"  # llamavid/data: the package 
 LIMIT_BYTES = 20 * 1024 * 1024
 
 
-def adapter_folder_from_checkpoint(recipe_path: Path, overrides: list[str], checkpoint: Path, out: Path) -> Path:
-    """The adapter folder of a stage-2 Trainer checkpoint (a run stopped before its end): the model is rebuilt as
-    the recipe builds it (same data, same tokenizers), the checkpoint's weights loaded, the adapter split off."""
-    from safetensors.torch import load_file
-
-    from ..inference.adapter_folder import save_adapter_model
-    from ..train.recipe import load_recipe
-    from ..train.run import build_model
-    from ..train.stages import apply_stage
-
-    recipe = load_recipe(recipe_path, overrides)
-    model, processor = build_model(recipe.model, recipe)
-    apply_stage(model, recipe.stage("stage2").stage)
-    weights = load_file(str(checkpoint / "model.safetensors"))
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if unexpected or [k for k in missing if "lora" in k or not k.startswith("language_model.")]:
-        raise SystemExit(f"{checkpoint} does not fit the recipe's model ({(missing + unexpected)[:3]})")
-    return save_adapter_model(model, processor, out)
-
-
 def _ignore(source: Path):
     """What copytree leaves out: run by-products everywhere, and the LLM's tokenizer files at the top (the LLM
     tokenizer comes with the base LLM; the Q-Former's, in its own folder, is ours and ships)."""

@@ -37,7 +37,6 @@ COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 230), 
 SHAPES = ("circle", "square", "triangle")
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 BACKGROUND = (128, 128, 128)
-QUESTION_TYPES = ("colour", "shape", "direction", "order")
 
 PHRASINGS = {
     "colour": (
@@ -183,7 +182,7 @@ def _start(direction: str, settings: SyntheticSettings, rng: random.Random) -> t
     return axis(dx), axis(dy)
 
 
-def make_tracks(index: int, settings: SyntheticSettings, decks: dict, rng: random.Random) -> list[ShapeTrack]:
+def make_tracks(settings: SyntheticSettings, decks: dict, rng: random.Random) -> list[ShapeTrack]:
     two = rng.random() < settings.two_shape_share
     colour, shape, direction = decks["colour"].draw(), decks["shape"].draw(), decks["direction"].draw()
     tracks = [ShapeTrack(shape, colour, direction, _start(direction, settings, rng), 0.0)]
@@ -278,7 +277,7 @@ def generate(out: str | Path, settings: SyntheticSettings | None = None) -> dict
     heldout_ids = set(range(heldout_count))
     for index in range(settings.num_videos):
         video_id = f"shapes-{settings.seed}-{index:05d}"
-        tracks = make_tracks(index, settings, decks, rng)
+        tracks = make_tracks(settings, decks, rng)
         tracks_by_video[video_id] = [asdict(t) for t in tracks]
         encode_video(out / "videos" / f"{video_id}.mp4", tracks, settings)
         for number, qa in enumerate(questions(tracks, rng)):
@@ -327,4 +326,4 @@ def majority_baseline(records: list[dict]) -> dict[str, float]:
     return out
 
 
-__all__ = ["SyntheticSettings", "fresh_heldout", "generate", "majority_baseline", "render_frame", "QUESTION_TYPES"]
+__all__ = ["SyntheticSettings", "fresh_heldout", "generate", "majority_baseline", "render_frame"]

@@ -213,7 +213,7 @@ class SupervisedDataset(torch.utils.data.Dataset):
         """One sample without substitution (raises on any problem)."""
         record = self.records[index]
         has_media = "image" in record or "video" in record
-        media = self._media(index, record) if has_media else None
+        media = self._media(record) if has_media else None
         movie_inputs = media.get("movie_inputs") if media else None
         rng = random.Random(f"{self.settings.seed}-{self.epoch}-{index}")
         result = preprocess(
@@ -256,7 +256,7 @@ class SupervisedDataset(torch.utils.data.Dataset):
 
     # -- media -----------------------------------------------------------------------------------------------
 
-    def _media(self, index: int, record: dict) -> dict:
+    def _media(self, record: dict) -> dict:
         settings = self.settings
         kind = "image" if "image" in record else "video"
         key = (
