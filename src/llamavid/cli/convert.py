@@ -27,10 +27,16 @@ def register(commands) -> None:
         "published checksum; not needed when the checkpoint carries the vision tower)",
     )
     parser.add_argument(
+        "--eva-sha256", metavar="HEX",
+        help="SHA-256 the EVA-ViT-G file must have (a URL without it is checked against the hash its server "
+        "publishes, and refused when there is none)",
+    )
+    parser.add_argument(
         "--instructblip",
         help="InstructBLIP Q-Former .pth (file or URL), for checkpoints without Q-Former weights (default: "
         "LAVIS's file for the model's Vicuna size)",
     )
+    parser.add_argument("--instructblip-sha256", metavar="HEX", help="SHA-256 the InstructBLIP file must have")
     parser.add_argument(
         "--out",
         help="output folder (default, for a hub name: the cache entry that `--model NAME` then uses everywhere)",
@@ -62,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         hints=ArchitectureHints(*sizes) if any(v is not None for v in sizes) else None,
         chat_template=args.chat_template,
         dtype=dtype,
+        eva_sha256=args.eva_sha256,
+        instructblip_sha256=args.instructblip_sha256,
     )
     out = conversion.run(args.out)
     print(f"Converted model written to {out}")
