@@ -56,7 +56,10 @@ def run(args: argparse.Namespace) -> int:
     from ..hub.models import Conversion
     from ..inference.loading import resolve_dtype
     from ..model.convert import ArchitectureHints
+    from .output_folders import check_writable_folder
 
+    if args.out is not None:  # found now, not after the downloads and the conversion
+        check_writable_folder(args.out, "--out")
     dtype = None if args.dtype == "keep" else resolve_dtype(args.dtype, torch.device("cpu"))
     sizes = (args.vision_heads, args.vision_blocks, args.qformer_heads)
     conversion = Conversion(
@@ -71,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
         eva_sha256=args.eva_sha256,
         instructblip_sha256=args.instructblip_sha256,
     )
+    done = None if args.out is not None else conversion.converted()  # with --out, `run` refuses a llamavid folder
+    if done is not None:
+        state = "is already a llamavid model" if conversion.ready else "was converted before"
+        print(f"{args.model} {state}: {done} (nothing to convert; use --model {args.model} directly)")
+        return 0
     out = conversion.run(args.out)
     print(f"Converted model written to {out}")
     return 0

@@ -23,17 +23,17 @@ def _run(args: argparse.Namespace) -> int:
     from .output_folders import check_writable_folder
 
     settings = settings_from_args(args, RunSettings, model_id=args.model_id or Path(args.model).name)
+    check_writable_folder(args.out, "--out")  # before the data and the model: nothing is lost to a typo
+    if settings.feature_cache:
+        check_writable_folder(settings.feature_cache, "--feature-cache")
     names = list(BENCHMARK_NAMES) if args.benchmark == "all" else [args.benchmark]
     benches = [get_benchmark(name) for name in names]
     folders = {bench.name: Path(args.data) / bench.name if args.benchmark == "all" else Path(args.data) for bench in benches}
     for folder in folders.values():
         if not folder.is_dir():
             raise UsageError(f"missing benchmark folder {folder}")
-    # read every question file and check the output folders first: a mistake should not wait for a 7B model
+    # read every question file first: a data mistake should not wait for a 7B model to load
     questions = {bench.name: bench.load(folders[bench.name], settings.split) for bench in benches}
-    check_writable_folder(args.out, "--out")
-    if settings.feature_cache:
-        check_writable_folder(settings.feature_cache, "--feature-cache")
     model, processor = load_model(args.model, device=args.device, dtype=args.dtype)
     for bench in benches:
         cache = Path(settings.feature_cache) if settings.feature_cache else Path(args.out) / "features"

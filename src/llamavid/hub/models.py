@@ -71,6 +71,7 @@ def _hub_call(function, what: str, *args, **kwargs):
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
+        HFValidationError,
         LocalEntryNotFoundError,
         RemoteEntryNotFoundError,
         RepositoryNotFoundError,
@@ -79,6 +80,9 @@ def _hub_call(function, what: str, *args, **kwargs):
 
     try:
         return function(*args, **kwargs)
+    except HFValidationError as error:  # `org/..`, `org/a--b`, a name over 96 characters
+        reason = str(error).splitlines()[0]
+        raise ModelLoadError(f"{what} is neither a local folder nor a valid hub name ({reason})") from None
     except GatedRepoError as error:
         raise ModelLoadError(
             f"{what} is gated: accept its terms on the hub and log in (`hf auth login` or HF_TOKEN)"
@@ -316,6 +320,15 @@ class Conversion:
             else:
                 os.replace(partial, target)
         return target
+
+    def converted(self) -> Path | None:
+        """The folder to use without converting anything: the model itself when it is already in llamavid's
+        format, or the cache entry an earlier conversion of these sources made; None when `run` would convert."""
+        if self.ready:
+            return self.model_dir
+        if is_hub_name(self.name) and self._reusable(self.cache_folder()):
+            return self.cache_folder()
+        return None
 
     def _reusable(self, target: Path) -> bool:
         """A finished conversion of these sources whose options include every one asked for."""
