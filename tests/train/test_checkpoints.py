@@ -88,11 +88,11 @@ def test_torn_folders_of_any_version_are_renamed_never_deleted(tmp_path, caplog)
 
 
 def test_training_resumes_from_the_checkpoint_before_a_torn_one(toy_data, tmp_path):
-    raw = stage1_recipe(toy_data, tmp_path / "whole", max_steps=4, save_total_limit=1)
+    raw = stage1_recipe(toy_data, tmp_path / "whole", max_steps=6, save_total_limit=2)
     whole = run_recipe(recipe_from_dict(raw))["stage1"]["losses"]
     whole_dir = tmp_path / "whole" / "stage1"
     # rotation still works on the real folder, and nothing staged is left behind
-    assert sorted(p.name for p in whole_dir.glob("checkpoint-*")) == ["checkpoint-4"]
+    assert sorted(p.name for p in whole_dir.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]
     assert not (whole_dir / ".staging").exists()
 
     broken = copy.deepcopy(raw)
@@ -105,9 +105,9 @@ def test_training_resumes_from_the_checkpoint_before_a_torn_one(toy_data, tmp_pa
     (stage_dir / "checkpoint-4" / "trainer_state.json").unlink()
     shutil.copytree(stage_dir / "checkpoint-4", stage_dir / "checkpoint-6")
     cut(stage_dir / "checkpoint-6" / "visual_adapter.safetensors")
-    broken["stages"][0]["training"]["max_steps"] = 4
+    broken["stages"][0]["training"]["max_steps"] = 6
     resumed = run_recipe(recipe_from_dict(broken))["stage1"]
-    assert resumed["steps"] == 4
+    assert resumed["steps"] == 6
     assert resumed["losses"] == pytest.approx(whole, rel=1e-5)  # continued from checkpoint-2, not from scratch
     assert (stage_dir / "incomplete-checkpoint-4" / "visual_adapter.safetensors").is_file()
     assert (stage_dir / "incomplete-checkpoint-6").is_dir()
@@ -129,3 +129,39 @@ def test_a_save_killed_midway_leaves_no_checkpoint_folder(toy_data, tmp_path, mo
     assert (stage_dir / ".staging" / "checkpoint-2" / "visual_adapter.safetensors").is_file()
     assert resumable_checkpoint(stage_dir) is None  # start again, with the staged files kept aside
     assert (stage_dir / "incomplete-checkpoint-2" / "visual_adapter.safetensors").is_file()
+
+
+KILLED_RUN = """
+import json, os, signal, sys
+from llamavid.train.recipe import recipe_from_dict
+from llamavid.train.run import run_recipe
+from llamavid.train.trainer import LlamaVidTrainer
+
+original = LlamaVidTrainer._save_rng_state
+
+def save_then_die(self, output_dir):
+    if self.state.global_step == 4:  # the weights and optimizer of step 4 are written, its state is not
+        os.kill(os.getpid(), signal.SIGKILL)
+    original(self, output_dir)
+
+LlamaVidTrainer._save_rng_state = save_then_die
+run_recipe(recipe_from_dict(json.loads(sys.argv[1])))
+"""
+
+
+@pytest.mark.slow
+def test_a_process_killed_while_saving_resumes_from_the_last_whole_checkpoint(toy_data, tmp_path):
+    """SIGKILL in the middle of a save (no Python cleanup runs): the rerun trains on from checkpoint-2."""
+    import subprocess
+    import sys
+
+    raw = stage1_recipe(toy_data, tmp_path / "run", max_steps=6)
+    killed = subprocess.run([sys.executable, "-c", KILLED_RUN, json.dumps(raw)], capture_output=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    stage_dir = tmp_path / "run" / "stage1"
+    assert sorted(p.name for p in stage_dir.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert (stage_dir / ".staging" / "checkpoint-4" / "optimizer.pt").is_file()
+    resumed = run_recipe(recipe_from_dict(raw))["stage1"]
+    assert resumed["steps"] == 6 and len(resumed["losses"]) == 6
+    assert (stage_dir / "incomplete-checkpoint-4" / "optimizer.pt").is_file()
+    assert [p.name for p in stage_dir.glob("checkpoint-*")] == ["checkpoint-6"]  # the recipes keep one
