@@ -151,3 +151,12 @@ def test_an_unwritable_output_folder_is_found_before_anything_loads(command, tmp
     assert main([*argv, "--out", str(blocker / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.endswith(f"--out {blocker / 'out'}: {blocker} is a file, not a folder"), err
+
+
+def test_an_unwritable_conversion_cache_is_found_before_any_download(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("LLAMAVID_HOME", str(blocker / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["convert", "--model", "someone/some-model"]) == 2
+    assert "the conversion cache (LLAMAVID_HOME or HF_HOME)" in capsys.readouterr().err

@@ -53,13 +53,16 @@ def run(args: argparse.Namespace) -> int:
     """Convert a released LLaMA-VID checkpoint into a llamavid folder, downloading the parts not given."""
     import torch
 
-    from ..hub.models import Conversion
+    from ..hub.models import Conversion, is_hub_name, llamavid_home
     from ..inference.loading import resolve_dtype
     from ..model.convert import ArchitectureHints
     from .output_folders import check_writable_folder
 
-    if args.out is not None:  # found now, not after the downloads and the conversion
+    # found now, not after the downloads and the conversion
+    if args.out is not None:
         check_writable_folder(args.out, "--out")
+    elif is_hub_name(args.model):
+        check_writable_folder(llamavid_home(), "the conversion cache (LLAMAVID_HOME or HF_HOME)")
     dtype = None if args.dtype == "keep" else resolve_dtype(args.dtype, torch.device("cpu"))
     sizes = (args.vision_heads, args.vision_blocks, args.qformer_heads)
     conversion = Conversion(
