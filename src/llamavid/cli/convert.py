@@ -23,8 +23,9 @@ def register(commands) -> None:
     )
     parser.add_argument(
         "--eva",
-        help="EVA-ViT-G weights: a local eva_vit_g.pth or a URL (default: LAVIS's file, checked against its "
-        "published checksum; not needed when the checkpoint carries the vision tower)",
+        help="EVA-ViT-G weights: a local eva_vit_g.pth or an http(s) URL, downloaded from that URL and checked "
+        "(default: LAVIS's file, checked against its published checksum; not needed when the checkpoint carries "
+        "the vision tower)",
     )
     parser.add_argument(
         "--eva-sha256", metavar="HEX",
