@@ -114,3 +114,49 @@ def test_an_unknown_prepare_step_is_a_one_line_recipe_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("llamavid train: error:") and "prepare.stage9 is not a registered step" in err
     assert "stage0" in err  # the registered ones are listed
+
+
+@pytest.mark.parametrize("name", ["org/..", "org/a--b", "org/a..b", "org/" + "x" * 100])
+@pytest.mark.parametrize("command", [["convert"], ["chat", "--prompt", "hi"]])
+def test_a_malformed_hub_name_is_one_line(name, command, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # `org` is no local folder here
+    assert main([command[0], "--model", name, *command[1:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nor a valid hub name" in err and name in err
+
+
+def test_convert_on_a_converted_folder_says_there_is_nothing_to_do(model_dir, tmp_path, capsys):
+    assert main(["convert", "--model", str(model_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "is already a llamavid model" in out and "nothing to convert" in out and "Converted" not in out
+    assert main(["convert", "--model", str(model_dir), "--out", str(tmp_path / "copy")]) == 2
+    assert "already a llamavid model" in capsys.readouterr().err
+    assert not (tmp_path / "copy").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["convert", "--model", "{missing}"],
+        ["extract-features", "{missing}", "--model", "{missing}"],
+        ["eval", "run", "gqa", "--model", "{missing}", "--data", "{missing}"],
+    ],
+)
+def test_an_unwritable_output_folder_is_found_before_anything_loads(command, tmp_path, capsys):
+    """The model and data named do not exist: the error is about --out, so it came first."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    missing = str(tmp_path / "no-such-model")
+    argv = [part.format(missing=missing) for part in command]
+    assert main([*argv, "--out", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"--out {blocker / 'out'}: {blocker} is a file, not a folder"), err
+
+
+def test_an_unwritable_conversion_cache_is_found_before_any_download(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("LLAMAVID_HOME", str(blocker / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["convert", "--model", "someone/some-model"]) == 2
+    assert "the conversion cache (LLAMAVID_HOME or HF_HOME)" in capsys.readouterr().err

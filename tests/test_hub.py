@@ -464,3 +464,92 @@ def test_the_image_size_is_read_from_a_released_config():
 
 def test_the_readme_table_is_the_code_table():
     assert markdown_table() in README.read_text()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/a/../../../../etc/eva.pth",
+        "http://127.0.0.1:9/a/..%2F..%2F..%2Fescaped.pth",
+        "http://127.0.0.1:9/a/%2E%2E",
+        "http://127.0.0.1:9/a/..\\..\\x.pth?name=../../y",
+        "http://127.0.0.1:9/",
+        "http://127.0.0.1:9/.hidden",
+    ],
+)
+def test_a_url_gives_a_download_name_inside_the_download_folder(url, tmp_path):
+    from llamavid.hub.releases import RemoteFile
+
+    remote = RemoteFile.from_url("EVA", url)
+    folder, name = Path(remote.path).parts
+    assert folder == "urls" and not name.startswith(".") and "/" not in name and "\\" not in name
+    assert (tmp_path / remote.path).resolve().parent == (tmp_path / "urls").resolve()
+    assert remote.url == url
+    assert RemoteFile.from_url("EVA", url, "0" * 64).path != remote.path  # another pin, another file
+
+
+def test_a_url_is_downloaded_from_that_url_and_checked(tmp_path, monkeypatch):
+    from llamavid.hub.releases import RemoteFile
+    from llamavid.hub.remote_files import ChecksumError, fetch_remote_file
+
+    data = b"eva weights"
+    lavis = FileServer({})  # the default endpoint: must never be asked
+    mirror = Bucket({"/m/../../../escaped.pth": data})  # the bucket publishes its MD5
+    plain = FileServer({"/eva.pth": data})  # no published checksum
+    monkeypatch.setenv("LLAMAVID_LAVIS_ENDPOINT", lavis.url)
+    downloads = tmp_path / "downloads"
+    try:
+        url = f"{mirror.url}/m/..%2F..%2F..%2Fescaped.pth"
+        path = fetch_remote_file(RemoteFile.from_url("EVA", url), downloads, "pass --eva")
+        assert path.read_bytes() == data and path.parent == downloads / "urls"
+        assert mirror.gets() == ["/m/../../../escaped.pth"] and lavis.requests == []
+        assert [p for p in tmp_path.rglob("*") if p.is_file()] == [path]
+
+        with pytest.raises(ChecksumError, match="publishes no checksum.*pass --eva"):
+            fetch_remote_file(RemoteFile.from_url("EVA", f"{plain.url}/eva.pth"), downloads, "pass --eva")
+        wrong = RemoteFile.from_url("EVA", f"{plain.url}/eva.pth", hashlib.sha256(b"other").hexdigest())
+        with pytest.raises(ChecksumError, match="corrupt"):
+            fetch_remote_file(wrong, downloads, "pass --eva")
+        pinned = RemoteFile.from_url("EVA", f"{plain.url}/eva.pth", hashlib.sha256(data).hexdigest())
+        assert fetch_remote_file(pinned, downloads, "pass --eva").read_bytes() == data
+        assert lavis.requests == []
+    finally:
+        for server in (lavis, mirror, plain):
+            server.close()
+
+
+def test_the_published_sha256_is_read_from_the_standard_digest_headers():
+    from llamavid.hub.remote_files import _server_sha256
+
+    digest = hashlib.sha256(b"x").digest()
+    b64 = base64.b64encode(digest).decode()
+    assert _server_sha256({"repr-digest": f"sha-512=:AAAA:, sha-256=:{b64}:"}) == digest.hex()
+    assert _server_sha256({"digest": f"SHA-256={b64}"}) == digest.hex()
+    assert _server_sha256({"digest": "MD5=AAAA"}) is None
+
+
+def test_convert_downloads_eva_from_the_url_given(hub_env, capsys, tmp_path):
+    from llamavid.cli import main
+
+    hub, bucket, home = hub_env
+    data = (REFERENCE / "eva_vit_tiny.pth").read_bytes()
+    mirror = FileServer({"/mirror/eva_vit_g.pth": data})
+    try:
+        url = f"{mirror.url}/mirror/eva_vit_g.pth"
+        out = tmp_path / "converted"
+        assert main(["convert", "--model", RELEASE, "--eva", url, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "publishes no checksum" in err and "--eva-sha256" in err and "Traceback" not in err
+        assert main(["convert", "--model", RELEASE, "--eva", url, "--eva-sha256", "abc", "--out", str(out)]) == 2
+        assert "64 hexadecimal digits" in capsys.readouterr().err
+        sha = hashlib.sha256(data).hexdigest()
+        assert main(["convert", "--model", RELEASE, "--eva", url, "--eva-sha256", sha, "--out", str(out)]) == 0
+        assert (out / "config.json").is_file()
+        assert bucket.requests == [] and mirror.gets() == ["/mirror/eva_vit_g.pth"]
+        [download] = [p for p in (home / "llamavid" / "downloads").rglob("*") if p.is_file()]
+        assert download.parent.name == "urls" and download.name.endswith("-eva_vit_g.pth")
+    finally:
+        mirror.close()
+    local = REFERENCE / "eva_vit_tiny.pth"
+    code = main(["convert", "--model", RELEASE, "--eva", str(local), "--eva-sha256", "0" * 64, "--out", str(out)])
+    assert code == 2 and "not the 000" in capsys.readouterr().err

@@ -53,9 +53,9 @@ def videos(tmp_path_factory):
 
 def test_extraction_of_two_videos_with_subtitles(engine, videos, tmp_path):
     results = list(extract_all(engine.encoder, videos, tmp_path, progress=False))
-    assert [(p.relative_to(tmp_path).as_posix(), s) for p, s in results] == [
-        ("a.safetensors", "done"),
-        ("sub/b.safetensors", "done"),
+    assert [(p.relative_to(tmp_path).as_posix(), s, e) for p, s, e in results] == [
+        ("a.safetensors", "done", None),
+        ("sub/b.safetensors", "done", None),
     ]
     a = read_feature_file(tmp_path / "a.safetensors")
     assert a.features.dtype == torch.float16
@@ -72,7 +72,7 @@ def test_extraction_of_two_videos_with_subtitles(engine, videos, tmp_path):
     clip = load_video(videos / "a.mp4", fps=1.0, size=engine.config.image_size)
     expected = engine.vision_features(engine.processor.preprocess(Video(clip.frames)))
     torch.testing.assert_close(a.features.float(), expected, atol=2e-3, rtol=2e-3)
-    assert [s for _, s in extract_all(engine.encoder, videos, tmp_path, progress=False)] == ["skipped", "skipped"]
+    assert [s for _, s, _ in extract_all(engine.encoder, videos, tmp_path, progress=False)] == ["skipped", "skipped"]
 
 
 @pytest.mark.slow
@@ -165,7 +165,7 @@ def test_chat_over_a_twenty_minute_movie(engine, tmp_path):
     write_test_video(source / "movie.mp4", minutes * 60, fps=1, size=(32, 48))
     cues = [f"{i + 1}\n00:{i:02d}:30,000 --> 00:{i:02d}:33,000\nMinute {i} line.\n" for i in range(minutes)]
     (source / "movie.srt").write_text("\n".join(cues))
-    [(path, status)] = list(extract_all(engine.encoder, source, tmp_path / "features", progress=False))
+    [(path, status, _)] = list(extract_all(engine.encoder, source, tmp_path / "features", progress=False))
     movie = engine.encode_media(path)
     assert movie.num_frames == minutes * 60
     assert sum(len(lines) for lines in movie.subtitles) == minutes
@@ -226,10 +226,36 @@ def test_processes_share_the_videos_without_overlap(engine, videos, tmp_path):
     done = [
         [
             p.relative_to(tmp_path / str(i)).as_posix()
-            for p, _ in extract_all(
+            for p, _, _ in extract_all(
                 engine.encoder, videos, tmp_path / str(i), process_index=i, num_processes=2, progress=False
             )
         ]
         for i in range(2)
     ]
     assert done == [["a.safetensors"], ["sub/b.safetensors"]]
+
+
+def test_a_bad_video_fails_alone_and_a_rerun_retries_only_it(tiny_folder, tmp_path, capsys):
+    """One undecodable video in a folder: the others are extracted, the failure is listed at the end with exit
+    status 1, and a rerun (the video fixed) extracts only it."""
+    from llamavid.cli import main
+
+    source, out = tmp_path / "videos", tmp_path / "out"
+    source.mkdir()
+    (source / "a-broken.mp4").write_bytes(b"not a video at all " * 64)
+    write_video(source / "b.mp4", 2)
+    argv = ["extract-features", str(source), "--model", str(tiny_folder), "--out", str(out), "--no-progress"]
+    assert main(argv) == 1
+    first = capsys.readouterr()
+    assert first.out.splitlines() == [f"done: {out / 'b.safetensors'}"]
+    summary, failure = first.err.rstrip().splitlines()[-2:]
+    assert summary == "process 0: 1 extracted, 0 already done, 1 failed (run again to retry them):"
+    assert failure.startswith("failed: ") and str(source / "a-broken.mp4") in failure
+    assert not (out / "a-broken.safetensors").exists()
+
+    write_video(source / "a-broken.mp4", 2)
+    assert main(argv) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"done: {out / 'a-broken.safetensors'}",
+        f"skipped: {out / 'b.safetensors'}",
+    ]

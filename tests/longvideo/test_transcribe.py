@@ -187,7 +187,7 @@ def test_extraction_writes_the_transcript_beside_the_features_and_aligns_it(tiny
     encoder = ChatEngine(*tiny).encoder
     out = tmp_path / "out"
     results = list(extract_all(encoder, source, out, progress=False, transcriber=transcriber))
-    assert [s for _, s in results] == ["done", "done"]
+    assert [s for _, s, _ in results] == ["done", "done"]
     assert transcript.calls == 1  # only the video without subtitles
     assert not (out / "subbed.srt").exists()
     hi, bye = parse_srt((out / "talk.srt").read_text())

@@ -23,14 +23,21 @@ def register(commands) -> None:
     )
     parser.add_argument(
         "--eva",
-        help="EVA-ViT-G weights: a local eva_vit_g.pth or a URL (default: LAVIS's file, checked against its "
-        "published checksum; not needed when the checkpoint carries the vision tower)",
+        help="EVA-ViT-G weights: a local eva_vit_g.pth or an http(s) URL, downloaded from that URL and checked "
+        "(default: LAVIS's file, checked against its published checksum; not needed when the checkpoint carries "
+        "the vision tower)",
+    )
+    parser.add_argument(
+        "--eva-sha256", metavar="HEX",
+        help="SHA-256 the EVA-ViT-G file must have (a URL without it is checked against the hash its server "
+        "publishes, and refused when there is none)",
     )
     parser.add_argument(
         "--instructblip",
         help="InstructBLIP Q-Former .pth (file or URL), for checkpoints without Q-Former weights (default: "
         "LAVIS's file for the model's Vicuna size)",
     )
+    parser.add_argument("--instructblip-sha256", metavar="HEX", help="SHA-256 the InstructBLIP file must have")
     parser.add_argument(
         "--out",
         help="output folder (default, for a hub name: the cache entry that `--model NAME` then uses everywhere)",
@@ -47,10 +54,16 @@ def run(args: argparse.Namespace) -> int:
     """Convert a released LLaMA-VID checkpoint into a llamavid folder, downloading the parts not given."""
     import torch
 
-    from ..hub.models import Conversion
+    from ..hub.models import Conversion, is_hub_name, llamavid_home
     from ..inference.loading import resolve_dtype
     from ..model.convert import ArchitectureHints
+    from .output_folders import check_writable_folder
 
+    # found now, not after the downloads and the conversion
+    if args.out is not None:
+        check_writable_folder(args.out, "--out")
+    elif is_hub_name(args.model):
+        check_writable_folder(llamavid_home(), "the conversion cache (LLAMAVID_HOME or HF_HOME)")
     dtype = None if args.dtype == "keep" else resolve_dtype(args.dtype, torch.device("cpu"))
     sizes = (args.vision_heads, args.vision_blocks, args.qformer_heads)
     conversion = Conversion(
@@ -62,7 +75,14 @@ def run(args: argparse.Namespace) -> int:
         hints=ArchitectureHints(*sizes) if any(v is not None for v in sizes) else None,
         chat_template=args.chat_template,
         dtype=dtype,
+        eva_sha256=args.eva_sha256,
+        instructblip_sha256=args.instructblip_sha256,
     )
+    done = None if args.out is not None else conversion.converted()  # with --out, `run` refuses a llamavid folder
+    if done is not None:
+        state = "is already a llamavid model" if conversion.ready else "was converted before"
+        print(f"{args.model} {state}: {done} (nothing to convert; use --model {args.model} directly)")
+        return 0
     out = conversion.run(args.out)
     print(f"Converted model written to {out}")
     return 0

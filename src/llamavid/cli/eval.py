@@ -18,8 +18,12 @@ def _run(args: argparse.Namespace) -> int:
 
     from ..eval import get_benchmark
     from ..eval.runner import AnswerGenerator, RunSettings, run_benchmark
+    from .output_folders import check_writable_folder
 
     settings = settings_from_args(args, RunSettings, model_id=args.model_id or Path(args.model).name)
+    check_writable_folder(args.out, "--out")  # before the data and the model: nothing is lost to a typo
+    if settings.feature_cache:
+        check_writable_folder(settings.feature_cache, "--feature-cache")
     names = list(BENCHMARK_NAMES) if args.benchmark == "all" else [args.benchmark]
     benches = [get_benchmark(name) for name in names]
     folders = {bench.name: Path(args.data) / bench.name if args.benchmark == "all" else Path(args.data) for bench in benches}

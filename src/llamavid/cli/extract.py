@@ -43,12 +43,14 @@ def register(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Extract vision features of videos or MovieNet movies for movie chat (resumable; data-parallel under accelerate
-    launch)."""
+    launch). A video that cannot be read is reported and skipped: the exit status is 1 and the failures are listed
+    at the end; a rerun retries only those."""
     from accelerate import PartialState
 
     from ..errors import UsageError
     from ..inference.engine import ChatEngine
     from ..inference.extract import extract_all
+    from .output_folders import check_writable_folder
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -56,22 +58,21 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             "--movienet-files takes every keyframe and each movie's subtitle/<imdb>.srt: drop --subtitles and --fps"
         )
-    source, out_dir = Path(args.source), Path(args.out)
+    if args.movienet_files and args.transcribe:
+        raise UsageError("--movienet-files reads each movie's subtitle/<imdb>.srt: drop --transcribe")
+    source, out_dir = Path(args.source), check_writable_folder(args.out, "--out")
     state = PartialState()
     device = args.device if args.device != "auto" or state.num_processes == 1 else str(state.device)
     engine = ChatEngine.from_pretrained(args.model, device=device, dtype=args.dtype)
     progress = False if args.no_progress else None
     if args.movienet_files:
-        if args.transcribe:
-            raise UsageError("--movienet-files reads each movie's subtitle/<imdb>.srt: drop --transcribe")
         return _run_movienet(args, engine, state, progress)
     transcriber = None
     if args.transcribe:
         from ..inference.transcribe import Transcriber
 
         transcriber = Transcriber(args.transcribe, device=engine.device)
-    done = skipped = 0
-    for path, status in extract_all(
+    results = extract_all(
         engine.encoder,
         source,
         out_dir,
@@ -82,20 +83,14 @@ def run(args: argparse.Namespace) -> int:
         state.num_processes,
         progress,
         transcriber,
-    ):
-        done += status == "done"
-        skipped += status == "skipped"
-        print(f"{status}: {path}", flush=True)
-    print(f"process {state.process_index}: {done} extracted, {skipped} already done", file=sys.stderr)
-    return 0
+    )
+    return _report(results, state.process_index)
 
 
 def _run_movienet(args: argparse.Namespace, engine, state, progress: bool | None) -> int:
     from ..inference.extract_movienet import extract_movienet
 
-    counts = {"done": 0, "skipped": 0, "failed": 0}
-    failures = []
-    for path, status, error in extract_movienet(
+    results = extract_movienet(
         engine.encoder,
         Path(args.source),
         Path(args.movienet_files),
@@ -104,7 +99,16 @@ def _run_movienet(args: argparse.Namespace, engine, state, progress: bool | None
         state.process_index,
         state.num_processes,
         progress,
-    ):
+    )
+    return _report(results, state.process_index)
+
+
+def _report(results, process_index: int) -> int:
+    """Print each output as it is done or skipped and each failure as it happens, then the counts and the list of
+    failures; exit status 1 when anything failed (a rerun tries those again and skips the rest)."""
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    failures = []
+    for path, status, error in results:
         counts[status] += 1
         if error:
             failures.append(error)
@@ -112,8 +116,8 @@ def _run_movienet(args: argparse.Namespace, engine, state, progress: bool | None
         else:
             print(f"{status}: {path}", flush=True)
     print(
-        f"process {state.process_index}: {counts['done']} extracted, {counts['skipped']} already done, "
-        f"{counts['failed']} failed",
+        f"process {process_index}: {counts['done']} extracted, {counts['skipped']} already done, "
+        f"{counts['failed']} failed{' (run again to retry them):' if failures else ''}",
         file=sys.stderr,
     )
     for error in failures:

@@ -16,9 +16,10 @@ import os
 import re
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, UsageError
 from .releases import (
     BERT_VOCAB_FILE,
     BERT_VOCAB_REPO,
@@ -31,7 +32,7 @@ from .releases import (
     RemoteFile,
     image_size_of,
 )
-from .remote_files import fetch_remote_file
+from .remote_files import check_sha256, fetch_remote_file
 
 CONVERSION_FORMAT = 1
 """Bump when the converter's output changes, so that older cached conversions are not reused."""
@@ -70,6 +71,7 @@ def _hub_call(function, what: str, *args, **kwargs):
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
+        HFValidationError,
         LocalEntryNotFoundError,
         RemoteEntryNotFoundError,
         RepositoryNotFoundError,
@@ -78,6 +80,9 @@ def _hub_call(function, what: str, *args, **kwargs):
 
     try:
         return function(*args, **kwargs)
+    except HFValidationError as error:  # `org/..`, `org/a--b`, a name over 96 characters
+        reason = str(error).splitlines()[0]
+        raise ModelLoadError(f"{what} is neither a local folder nor a valid hub name ({reason})") from None
     except GatedRepoError as error:
         raise ModelLoadError(
             f"{what} is gated: accept its terms on the hub and log in (`hf auth login` or HF_TOKEN)"
@@ -144,6 +149,8 @@ class Conversion:
         hints=None,
         chat_template: str | None = None,
         dtype=None,
+        eva_sha256: str | None = None,
+        instructblip_sha256: str | None = None,
     ):
         self.name = os.fspath(model)
         self.release: Release | None = RELEASES.get(self.name)
@@ -180,10 +187,10 @@ class Conversion:
         keys = _weight_keys(self.model_dir)
         has_tower = any(k.startswith(EMBEDDED_EVA_PREFIX) for k in keys)
         has_qformer = any(k.startswith(QFORMER_PREFIX) for k in keys)
-        self.eva = self._weights(eva, None if has_tower else EVA_VIT_G, "--eva", "EVA-ViT-G weights")
+        self.eva = self._weights(eva, None if has_tower else EVA_VIT_G, "--eva", "EVA-ViT-G weights", eva_sha256)
         self.instructblip = self._weights(
             instructblip, None if has_qformer else self._instructblip_default(), "--instructblip",
-            "InstructBLIP Q-Former weights",
+            "InstructBLIP Q-Former weights", instructblip_sha256,
         )
         self.sources["format"] = str(CONVERSION_FORMAT)
 
@@ -240,23 +247,34 @@ class Conversion:
             )
         return INSTRUCTBLIP[LLM_SIZES[width]]
 
-    def _weights(self, value, default: RemoteFile | None, flag: str, what: str) -> Path | RemoteFile | None:
-        """A local file as given, a URL or the default as a RemoteFile to fetch once the cache misses.
+    def _weights(
+        self, value, default: RemoteFile | None, flag: str, what: str, sha256: str | None = None
+    ) -> Path | RemoteFile | None:
+        """A local file as given, a URL or the default as a RemoteFile to fetch once the cache misses; `sha256`
+        (`--eva-sha256`) is the checksum the file must have, wherever it comes from.
 
         A local file given for a default part is taken to be that part: it fills the same cache entry, which is
         how an offline user prepares `--model NAME` once with `llamavid convert --model NAME --eva FILE`."""
         key = flag.lstrip("-")
+        if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+            raise UsageError(f"{flag}-sha256 {sha256!r}: a SHA-256 is 64 hexadecimal digits")
+        sha256 = sha256.lower() if sha256 else None
         if value is None:
             if default is not None:
                 self.sources[key] = default.path
+                return replace(default, sha256=sha256) if sha256 else default
             return default
         text = os.fspath(value)
-        if re.match(r"^https?://", text):
+        if re.match(r"^https?://", text, re.IGNORECASE):
             self.sources[key] = text
-            return RemoteFile(what, text)
+            return RemoteFile.from_url(what, text, sha256)
+        if "://" in text:
+            raise UsageError(f"{flag} {text}: only http:// and https:// URLs are downloaded")
         path = Path(text).expanduser()
         if not path.is_file():
             raise ModelLoadError(f"{flag} {text}: no such file")
+        if sha256:
+            check_sha256(path, sha256, f"{flag} {text}", f"pass the right file or {flag}-sha256")
         self.sources[key] = default.path if default is not None else str(path.resolve())
         return path
 
@@ -303,6 +321,15 @@ class Conversion:
                 os.replace(partial, target)
         return target
 
+    def converted(self) -> Path | None:
+        """The folder to use without converting anything: the model itself when it is already in llamavid's
+        format, or the cache entry an earlier conversion of these sources made; None when `run` would convert."""
+        if self.ready:
+            return self.model_dir
+        if is_hub_name(self.name) and self._reusable(self.cache_folder()):
+            return self.cache_folder()
+        return None
+
     def _reusable(self, target: Path) -> bool:
         """A finished conversion of these sources whose options include every one asked for."""
         record = target / SOURCE_RECORD
@@ -314,7 +341,10 @@ class Conversion:
     def _fetch(self, part, flag: str) -> Path | None:
         if not isinstance(part, RemoteFile):
             return part
-        skip = f"pass a local copy with `llamavid convert --model {self.name} {flag} FILE`"
+        skip = (
+            f"pass a local copy with `llamavid convert --model {self.name} {flag} FILE`, or the file's checksum with "
+            f"{flag}-sha256 HEX"
+        )
         return fetch_remote_file(part, llamavid_home() / "downloads", skip)
 
     def _convert(self, output: Path) -> Path:

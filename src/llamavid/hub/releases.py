@@ -8,9 +8,12 @@ each of those lives, so that a model name is all a user has to give.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from ..model.convert import ArchitectureHints
 
@@ -21,16 +24,33 @@ LAVIS_ENDPOINT = "https://storage.googleapis.com/sfr-vision-language-research"
 @dataclass(frozen=True)
 class RemoteFile:
     """A weights file outside the Hugging Face hub, checked after download: against `sha256` when it is pinned
-    here, else against the MD5 the storage server reports for it."""
+    (here or by the user), else against the hash the server publishes for it.
+
+    `path` is where it goes under the download folder; a file of LAVIS's bucket is fetched from there under the
+    endpoint, a file the user named by URL (`source_url`, see `from_url`) from that URL."""
 
     name: str
     path: str
     sha256: str | None = None
+    source_url: str | None = None
 
     @property
     def url(self) -> str:
+        if self.source_url is not None:
+            return self.source_url
         endpoint = os.environ.get("LLAMAVID_LAVIS_ENDPOINT", LAVIS_ENDPOINT).rstrip("/")
         return f"{endpoint}/{self.path}"
+
+    @classmethod
+    def from_url(cls, name: str, url: str, sha256: str | None = None) -> RemoteFile:
+        """A file the user gave by URL. Its download name is made, never taken from the URL: `urls/<key>-<last
+        path segment reduced to letters, digits, '.', '_' and '-'>`, so `..`, slashes (encoded or not) and
+        hidden names cannot leave the download folder; the key (a hash of the URL and the pinned checksum) keeps
+        two URLs ending in the same name, or one URL pinned to another checksum, apart."""
+        segment = unquote(urlsplit(url).path).replace("\\", "/").rsplit("/", 1)[-1]
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", segment).lstrip(".") or "download"
+        key = hashlib.sha256(f"{url}\n{sha256 or ''}".encode()).hexdigest()[:16]
+        return cls(name, f"urls/{key}-{safe[:100]}", sha256, url)
 
 
 EVA_VIT_G = RemoteFile("EVA-ViT-G (eva_vit_g.pth)", "LAVIS/models/BLIP2/eva_vit_g.pth")

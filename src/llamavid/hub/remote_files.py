@@ -2,7 +2,11 @@
 with huggingface_hub's own transfer code (resumable, retried, with a progress bar) and verified before use.
 
 A download goes to `NAME.part` beside its destination and is renamed into place only once its checksum
-matches, so an interrupted transfer resumes and a corrupted one is deleted, never used.
+matches, so an interrupted transfer resumes and a corrupted one is deleted, never used. The checksum is the one
+pinned (in the release table, or by the user with `--eva-sha256`), else the one the server publishes (the
+standard `Repr-Digest`/`Digest` SHA-256, or the MD5 of Google Cloud Storage's `x-goog-hash` or `Content-MD5`);
+a file with neither is refused. Files the user names by URL get a download name made from the URL (see
+`RemoteFile.from_url`), never a path taken from it.
 """
 
 from __future__ import annotations
@@ -54,6 +58,21 @@ def _server_md5(headers) -> str | None:
     return None
 
 
+def _server_sha256(headers) -> str | None:
+    """The SHA-256 a server publishes in the standard digest headers, `Repr-Digest: sha-256=:<base64>:` (RFC
+    9530) or `Digest: SHA-256=<base64>` (RFC 3230); as hex."""
+    for header in ("repr-digest", "digest"):
+        for part in (headers.get(header) or "").split(","):
+            algorithm, _, value = part.strip().partition("=")
+            if algorithm.lower() != "sha-256":
+                continue
+            try:
+                return base64.b64decode(value.strip().strip(":"), validate=True).hex()
+            except ValueError:
+                continue
+    return None
+
+
 def _digest(path: Path, algorithm: str) -> str:
     digest = hashlib.new(algorithm)
     with path.open("rb") as handle:
@@ -66,7 +85,11 @@ def fetch_remote_file(remote: RemoteFile, folder: Path, how_to_skip: str) -> Pat
     """`folder/<remote.path>`, downloaded and verified unless it already is; `how_to_skip` tells the user how to
     give a local copy instead (it ends every error message)."""
     target = Path(folder) / remote.path
+    if not target.resolve().is_relative_to(Path(folder).resolve()):  # `RemoteFile.from_url` names never do this
+        raise ModelLoadError(f"{remote.name}: the download name {remote.path!r} leaves the download folder")
     if target.is_file():
+        if remote.sha256 is not None:
+            check_sha256(target, remote.sha256, remote.name, f"delete {target} to download it again, or {how_to_skip}")
         return target
     if _offline():
         raise ModelLoadError(
@@ -83,8 +106,13 @@ def fetch_remote_file(remote: RemoteFile, folder: Path, how_to_skip: str) -> Pat
         raise ModelLoadError(f"cannot reach {url} for {remote.name} ({error}); {how_to_skip}") from error
     if head.status_code >= 400:
         raise ModelLoadError(f"{url} answered HTTP {head.status_code} for {remote.name}; {how_to_skip}")
-    expected_md5 = None if remote.sha256 else _server_md5(head.headers)
-    if remote.sha256 is None and expected_md5 is None:
+    if remote.sha256:
+        algorithm, expected = "sha256", remote.sha256
+    elif _server_sha256(head.headers):
+        algorithm, expected = "sha256", _server_sha256(head.headers)
+    else:
+        algorithm, expected = "md5", _server_md5(head.headers)
+    if expected is None:
         raise ChecksumError(
             f"{url} publishes no checksum for {remote.name}, so a download could not be verified; {how_to_skip}"
         )
@@ -102,7 +130,6 @@ def fetch_remote_file(remote: RemoteFile, folder: Path, how_to_skip: str) -> Pat
         raise ModelLoadError(
             f"downloading {remote.name} from {url} failed ({error}); run again to resume, or {how_to_skip}"
         ) from error
-    algorithm, expected = ("sha256", remote.sha256) if remote.sha256 else ("md5", expected_md5)
     actual = _digest(partial, algorithm)
     if actual != expected:
         partial.unlink()
@@ -114,4 +141,11 @@ def fetch_remote_file(remote: RemoteFile, folder: Path, how_to_skip: str) -> Pat
     return target
 
 
-__all__ = ["ChecksumError", "fetch_remote_file"]
+def check_sha256(path: Path, expected: str, what: str, how_to_fix: str) -> None:
+    """Refuse `path` unless its SHA-256 is `expected` (hex, any case)."""
+    actual = _digest(path, "sha256")
+    if actual != expected.lower():
+        raise ChecksumError(f"{what} ({path}) has sha256 {actual}, not the {expected.lower()} given; {how_to_fix}")
+
+
+__all__ = ["ChecksumError", "check_sha256", "fetch_remote_file"]

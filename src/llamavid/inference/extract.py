@@ -5,17 +5,19 @@ vision tower in batches, and written as one feature file (see `feature_files`) w
 `.srt`/`.vtt` sits beside it (or is given), the subtitle lines aligned to its frames.
 
 Resumable by construction: finished files are skipped, files are written under a temporary name and renamed,
-and leftovers of a killed run are removed. Under `accelerate launch` every process takes every N-th video.
+and leftovers of a killed run are removed. A video that cannot be read fails alone: the others are extracted,
+the failures are reported at the end, and a rerun tries only what is not finished. Under `accelerate launch`
+every process takes every N-th video.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from ..atomic_files import leftovers
-from ..errors import UsageError
+from ..errors import LlamaVidError, ModelLoadError, UsageError
 from .encoder import MediaEncoder
 
 VIDEO_SUFFIXES = {
@@ -128,6 +130,41 @@ def remove_leftovers(targets: Iterable[Path]) -> None:
                 leftover.unlink(missing_ok=True)
 
 
+def extract_each(
+    items: list,
+    target_of: Callable[[object], Path],
+    name_of: Callable[[object], str],
+    extract: Callable[[object, Path], object],
+    desc: str,
+    progress: bool | None = None,
+) -> Iterator[tuple[Path, str, str | None]]:
+    """The loop every extraction shares (videos, MovieNet movies): leftovers removed, finished outputs skipped,
+    the others extracted (`extract(item, target)` -> FeatureFile) and written whole. Yields (output path,
+    "done" | "skipped" | "failed", the one-line error of a failed item or None): a problem with one item (an
+    undecodable video, a damaged archive) fails that item alone, and a rerun tries it again while skipping the
+    finished ones; a problem with the run's settings (`ModelLoadError`, `UsageError`) stops the run."""
+    from tqdm.auto import tqdm
+
+    from .feature_files import write_feature_file
+
+    remove_leftovers(target_of(item) for item in items)
+    for item in tqdm(items, desc=desc, unit=desc.rstrip("s"), disable=_quiet(progress)):
+        target = target_of(item)
+        if is_complete(target):
+            yield target, "skipped", None
+            continue
+        try:
+            file = extract(item, target)
+        except (ModelLoadError, UsageError):  # the run's settings (a transcription model that cannot load): stop
+            raise
+        except LlamaVidError as error:
+            name, message = name_of(item), str(error)
+            yield target, "failed", message if name in message else f"{name}: {message}"
+            continue
+        write_feature_file(target, file)
+        yield target, "done", None
+
+
 def extract_all(
     encoder: MediaEncoder,
     source: Path,
@@ -139,29 +176,25 @@ def extract_all(
     num_processes: int = 1,
     progress: bool | None = None,
     transcriber=None,
-) -> Iterator[tuple[Path, str]]:
-    """Extract every video of `source` that this process owns; yields (output path, "done" | "skipped").
+) -> Iterator[tuple[Path, str, str | None]]:
+    """Extract every video of `source` that this process owns; yields (output path, "done" | "skipped" |
+    "failed", the error of a failed video or None), as `extract_each`.
 
     With a `transcriber` (see `transcribe.Transcriber`), a video without subtitles gets a transcript written
     beside its feature file (`<name>.srt`), aligned like any subtitle file.
     """
-    from tqdm.auto import tqdm
-
-    from .feature_files import write_feature_file
-
     videos = shard(find_videos(source), process_index, num_processes)
     if subtitles is not None and len(videos) > 1:
         raise UsageError(
             "--subtitles names one file: use it with a single video (or put .srt files beside each)"
         )
-    remove_leftovers(output_path(video, source, out_dir) for video in videos)
-    for video in tqdm(videos, desc="videos", unit="video", disable=_quiet(progress)):
-        target = output_path(video, source, out_dir)
-        if is_complete(target):
-            yield target, "skipped"
-            continue
+
+    def extract(video: Path, target: Path):
         subtitle_file = subtitles or subtitles_beside(video)
         if subtitle_file is None and transcriber is not None:
             subtitle_file = transcriber.subtitle_file(video, target.with_suffix(".srt"))
-        write_feature_file(target, extract_video(encoder, video, subtitle_file, fps, batch_size, progress))
-        yield target, "done"
+        return extract_video(encoder, video, subtitle_file, fps, batch_size, progress)
+
+    yield from extract_each(
+        videos, lambda video: output_path(video, source, out_dir), str, extract, "videos", progress
+    )

@@ -11,8 +11,8 @@ subtitles (with a warning) instead of skipped; `script/` files are not needed; a
 its archive is an error for that movie instead of features paired with the wrong times. Such errors, and damaged
 jpgs, fail that movie alone: the others are still extracted and the failures are reported at the end.
 
-Resumability and sharding are those of `extract`: finished files are skipped, files appear only when complete,
-and under `accelerate launch` each process takes every N-th movie.
+Resumability, failures and sharding are those of `extract` (one loop, `extract_each`): finished files are
+skipped, files appear only when complete, and under `accelerate launch` each process takes every N-th movie.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import LlamaVidError
 from .encoder import MediaEncoder
-from .extract import _quiet, is_complete, remove_leftovers, shard
+from .extract import _quiet, extract_each, shard
 
 logger = logging.getLogger(__name__)
 
@@ -107,22 +106,14 @@ def extract_movienet(
 ) -> Iterator[tuple[Path, str, str | None]]:
     """Extract every movie of `video_dir` this process owns; yields (output path, "done" | "skipped" | "failed",
     the one-line error of a failed movie or None). A user-fixable problem with one movie does not stop the rest."""
-    from tqdm.auto import tqdm
-
     from ..media.movienet import find_movienet_movies
-    from .feature_files import write_feature_file
 
     movies = shard(find_movienet_movies(video_dir, files_dir), process_index, num_processes)
-    remove_leftovers(out_dir / f"{movie.imdb}.safetensors" for movie in movies)
-    for movie in tqdm(movies, desc="movies", unit="movie", disable=_quiet(progress)):
-        target = out_dir / f"{movie.imdb}.safetensors"
-        if is_complete(target):
-            yield target, "skipped", None
-            continue
-        try:
-            file = extract_movienet_movie(encoder, movie, batch_size, progress)
-        except LlamaVidError as error:
-            yield target, "failed", f"{movie.imdb}: {error}"
-            continue
-        write_feature_file(target, file)
-        yield target, "done", None
+    yield from extract_each(
+        movies,
+        lambda movie: out_dir / f"{movie.imdb}.safetensors",
+        lambda movie: movie.imdb,
+        lambda movie, target: extract_movienet_movie(encoder, movie, batch_size, progress),
+        "movies",
+        progress,
+    )

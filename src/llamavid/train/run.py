@@ -1,7 +1,8 @@
 """Running a recipe: build the starting model, run its prepare steps, each stage through `LlamaVidTrainer`, evaluation.
 
 Each stage writes `<output_dir>/<stage name>/` (the final weights; checkpoints inside, resumed automatically
-as in the original when `checkpoint-*` folders exist, unless they were trained with other settings). A stage
+as in the original when `checkpoint-*` folders exist, unless they were trained with other settings; a checkpoint
+a killed or disk-full save left torn is set aside as `incomplete-checkpoint-N`, see `checkpoints`). A stage
 with `init_adapter: previous` loads the adapter the previous stage saved, as the original's stage 2 reads stage
 1's `mm_projector.bin`. Stage 3's long context sets linear RoPE scaling (`extend_context`) as the original does.
 """
@@ -19,6 +20,7 @@ import torch
 
 from ..atomic_files import write_text_atomically
 from ..plugins import MODEL_SOURCES, PREPARE_STEPS, load
+from .checkpoints import resumable_checkpoint
 from .distributed import (
     distributed_figures,
     is_main_process,
@@ -211,10 +213,11 @@ def run_stage(
         shared_prefix=run.shared_prefix,
     )
     checkpoint = resume
-    if resume is True:
-        checkpoint = any(output_dir.glob("checkpoint-*")) or None
+    if resume is True:  # the newest whole checkpoint; torn ones (a killed or disk-full save) are set aside
+        checkpoint = resumable_checkpoint(output_dir)
         if checkpoint:
             check_resumable(output_dir, run, recipe.seed)
+            checkpoint = str(checkpoint)
     output_dir.mkdir(parents=True, exist_ok=True)
     if is_main_process():  # whole or not at all: the other ranks may be reading it in check_resumable
         write_text_atomically(output_dir / STAGE_SETTINGS_FILE, json.dumps(stage_record(run, recipe.seed), indent=1))

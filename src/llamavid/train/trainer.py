@@ -8,7 +8,8 @@
   prompt) runs through the LLM once and its keys/values serve the whole batch: the same loss and gradients
   (the prefix attends only to itself), fewer LLM tokens a step;
 * stage 1 saves only the visual-token weights (`visual_adapter.safetensors` + config.json, the original's
-  `mm_projector.bin`), and can resume from such checkpoints (the original could not).
+  `mm_projector.bin`), and can resume from such checkpoints (the original could not);
+* checkpoints are written under `.staging/` and renamed into place once whole (see `checkpoints`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback
+from transformers.trainer import TRAINER_STATE_NAME
 
 from ..model.transformers_compat import CACHE_KEY
+from .checkpoints import publish_checkpoint, staging_root
 from .preprocess import IGNORE_INDEX
 from .sampler import ModalityLengthSampler
 from .stages import ADAPTER_PREFIX, StageSettings, adapter_state_dict, load_adapter
@@ -41,6 +45,8 @@ class EpochCallback(TrainerCallback):
 
 
 class LlamaVidTrainer(Trainer):
+    _staging: str | None = None  # the folder checkpoints go to while one is being written aside
+
     def __init__(self, *args, stage: StageSettings, group_by_modality_length: bool = False,
                  visual_lr_scale: float = 1.0, shared_prefix: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -180,6 +186,36 @@ class LlamaVidTrainer(Trainer):
         with open(os.path.join(output_dir, "stage.json"), "w") as handle:
             json.dump({"stage": self.stage.name, "adapter_only": True}, handle)
         return None
+
+    def _get_output_dir(self, trial):
+        return self._staging or super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial):
+        """The Trainer's own checkpoint save, pointed at `<run dir>/.staging`, then renamed to `checkpoint-N`
+        once every process has written its part; rotation (`save_total_limit`) then runs on the real folder."""
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+
+        run_dir = Path(super()._get_output_dir(trial))
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staged, final = staging_root(run_dir) / name, run_dir / name
+        self._staging = str(staged.parent)
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = None
+        self.accelerator.wait_for_everyone()  # DeepSpeed and FSDP shards come from every process
+        if not self.args.should_save:
+            return
+        if self.state.best_model_checkpoint == str(staged):  # this step is the best: record where it will be
+            self.state.best_model_checkpoint = str(final)
+            self.state.save_to_json(str(staged / TRAINER_STATE_NAME))
+        publish_checkpoint(staged, final)
+        rotate_checkpoints(
+            output_dir=str(run_dir),
+            save_total_limit=self.args.save_total_limit,
+            best_model_checkpoint=self.state.best_model_checkpoint,
+            use_mtime=True,
+        )
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         adapter = os.path.join(resume_from_checkpoint, ADAPTER_FILE)
