@@ -31,6 +31,7 @@ import base64
 import binascii
 import ipaddress
 import socket
+import ssl
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -87,6 +88,9 @@ class MediaFetcher:
         self.settings = settings
         self.resolver = resolver
         self._slots = asyncio.Semaphore(settings.max_concurrent_fetches)
+        # made once: loading the CA certificates takes a tenth of a second, which would stall the event loop on
+        # every fetch
+        self._tls = ssl.create_default_context()
 
     @staticmethod
     def scheme(url: str) -> str:
@@ -99,12 +103,12 @@ class MediaFetcher:
         if not self.settings.media_urls:
             raise APIError("media URLs are turned off on this server (--no-media-urls): send the media inline as "
                            "a data: URL")
-        async with self._slots:
-            try:
-                with anyio.fail_after(self.settings.fetch_timeout_s):
+        try:
+            with anyio.fail_after(self.settings.fetch_timeout_s):  # waiting for a slot counts too
+                async with self._slots:
                     return await self._http(url)
-            except TimeoutError:
-                raise FetchFailed(url) from None
+        except TimeoutError:
+            raise FetchFailed(url) from None
 
     def fetch_local(self, url: str) -> bytes | Path:
         """`data:` URLs and allowed local files (no network)."""
@@ -167,7 +171,7 @@ class MediaFetcher:
         given = url
         # trust_env=False: a proxy from the environment would connect to the name, not to the checked address
         async with httpx.AsyncClient(timeout=self.settings.fetch_timeout_s, follow_redirects=False,
-                                     trust_env=False) as client:
+                                     trust_env=False, verify=self._tls) as client:
             for hop in range(self.settings.max_redirects + 1):
                 address = await self._address(url, first=hop == 0)
                 target = httpx.URL(url)
