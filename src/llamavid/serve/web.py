@@ -47,8 +47,10 @@ def mount_web_demo(app, server):
     page = build_page(server)
     key = server.settings.api_key
     auth = None if key is None else (lambda _user, password: hmac.compare_digest(password.encode(), key.encode()))
+    sample = server.settings.sample_video
     app = gr.mount_gradio_app(app, page, path="/", max_file_size=server.settings.max_media_bytes,
                               footer_links=[], show_error=True, auth=auth,
+                              allowed_paths=[str(Path(sample).resolve())] if sample is not None else [],
                               auth_message="This server needs its API key: any user name, the key as password.")
     page.has_launched = True  # turns on Gradio's upload-folder check of file arguments (see the module docstring)
     return app
