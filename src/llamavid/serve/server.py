@@ -55,11 +55,15 @@ class Server:
             if count > limit:
                 raise APIError(f"the request has {count} {kind}s; this server takes at most {limit} {kind}s a "
                                "request (--limit-mm-per-prompt)", param="messages")
-        chars = sum(len(turn.text) for turn in chat.turns) + len(chat.system or "")
+        self.check_text(chat.turns, chat.system)
+        self.check_frames(len(refs))
+
+    def check_text(self, turns: list[Turn], system: str | None = None) -> None:
+        """Refuse a conversation whose text is over `--max-prompt-chars`, before tokenizing it."""
+        chars = sum(len(turn.text) for turn in turns) + len(system or "")
         if chars > self.settings.max_prompt_chars:
             raise APIError(f"the request's text has {chars} characters; this server takes at most "
                            f"{self.settings.max_prompt_chars} (--max-prompt-chars)", param="messages")
-        self.check_frames(len(refs))
 
     def check_frames(self, frames: int) -> None:
         """Refuse media whose `frames` alone would fill the context (before they reach the vision tower)."""
@@ -110,15 +114,18 @@ class Server:
         except MediaError as error:
             raise APIError(f"the {ref.kind} could not be decoded: {error.reason}") from None
 
-    def sample(self, turns: list[Turn], system: str | None = None) -> Sample:
+    def sample(self, turns: list[Turn], system: str | None = None, page: bool = False) -> Sample:
         """The prompt of a conversation whose media are encoded; prompts that do not fit are the client's 400,
-        told what a client can change (the server's own flags are not the client's to set)."""
+        told what a client can change (the server's own flags are not the client's to set; on the web `page`,
+        neither is max_frames)."""
         try:
             return build_sample(self.engine.processor, turns, system)
         except ContextLengthError as error:
             message = (f"This model's maximum context length is {error.limit} tokens, but the prompt needs "
                        f"{error.length}{error.detail}: ")
-            if error.fit is not None:
+            if page:
+                message += "start over (Reset), with a shorter video if it has many frames"
+            elif error.fit is not None:
                 message += (f"send max_frames {error.fit} or less in each video_url part, fewer images or videos, "
                             "or a shorter conversation")
             else:

@@ -82,8 +82,8 @@ class ServeSettings:
     )
     fps: float = field(default=1.0, metadata=_flag("video sampling rate when a request does not say", "limits"))
     fetch_timeout_s: float = field(
-        default=10.0, metadata=_flag("seconds to connect to and read an http(s) media URL", "limits",
-                                     flag="--fetch-timeout")
+        default=10.0, metadata=_flag("seconds for a whole http(s) media download (redirects and the wait for a "
+                                     "fetch slot included)", "limits", flag="--fetch-timeout")
     )
     max_redirects: int = field(
         default=3, metadata=_flag("redirects followed when fetching a media URL (each hop checked again)", "limits")
@@ -93,7 +93,7 @@ class ServeSettings:
     )
     limit_mm_per_prompt: str = field(
         default=DEFAULT_MEDIA_LIMITS,
-        metadata=_flag("most images and videos in one request, as JSON (vLLM's flag)", "limits"),
+        metadata=_flag("most images and videos in one request, as JSON (vLLM's flag)", "limits", metavar="JSON"),
     )
     max_prompt_chars: int = field(
         default=200_000, metadata=_flag("longest text of a request (all messages), checked before tokenizing",

@@ -168,7 +168,8 @@ class WebChat:
         first_user.media = [media] if media is not None else []
         record = RequestLog(f"web-{uuid.uuid4().hex}", self.server.settings.log_prompts)
         try:
-            sample = self.server.sample(turns)
+            self.server.check_text(turns)
+            sample = self.server.sample(turns, page=True)
             settings = GenerationSettings(temperature=float(temperature), top_p=float(top_p))
         except APIError as error:
             record.failed(error.status, error.message)
