@@ -89,6 +89,12 @@ def image(url: str) -> dict:
 _CLIENT = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=100))  # one TLS setup, shared by threads
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _close_client():
+    yield
+    _CLIENT.close()
+
+
 def post(server, body, **options) -> httpx.Response:
     return _CLIENT.post(f"{server.url}/v1/chat/completions", json=body, **options)
 
