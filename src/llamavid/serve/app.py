@@ -44,7 +44,9 @@ async def prepare(server: Server, chat: ChatRequest):
     """Check the request against the limits, fetch its media (in the event loop), then encode them and build its
     prompt (in a worker thread); also says how many media came from the feature cache."""
     server.check_request(chat)
-    fetched = [[await server.fetcher.fetch(ref.url) for ref in turn.media] for turn in chat.turns]
+    # downloads wait in the event loop; data: URLs and local files (None here) are read in the worker thread
+    fetched = [[await server.fetcher.fetch(ref.url) if server.fetcher.is_download(ref.url) else None
+                for ref in turn.media] for turn in chat.turns]
 
     def encode_and_build():
         hits = server.encode_request(chat, fetched)

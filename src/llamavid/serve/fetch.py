@@ -96,9 +96,12 @@ class MediaFetcher:
     def scheme(url: str) -> str:
         return urllib.parse.urlsplit(url).scheme.lower() if ":" in url[:12] else ""
 
+    def is_download(self, url: str) -> bool:
+        return self.scheme(url) in ("http", "https")
+
     async def fetch(self, url: str) -> bytes | Path:
         """Any URL a request may name; http(s) downloads run in the event loop under the fetch deadline."""
-        if self.scheme(url) not in ("http", "https"):
+        if not self.is_download(url):
             return self.fetch_local(url)
         if not self.settings.media_urls:
             raise APIError("media URLs are turned off on this server (--no-media-urls): send the media inline as "

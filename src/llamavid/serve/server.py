@@ -75,8 +75,9 @@ class Server:
                 "send fewer images or videos, or a smaller max_frames in a video_url part", param="messages")
 
     def encode_request(self, chat: ChatRequest, fetched: list[list]) -> int:
-        """Encode a request's fetched media in place of its references, the frames so far checked against the
-        context before each vision pass; says how many came from the feature cache."""
+        """Encode a request's fetched media (None: not fetched yet, a data: URL or a local file) in place of its
+        references, the frames so far checked against the context before each vision pass; says how many came
+        from the feature cache."""
         hits = frames = done = 0
         total = sum(len(data) for data in fetched)
         for turn, data in zip(chat.turns, fetched, strict=True):
@@ -125,9 +126,11 @@ class Server:
                        f"{error.length}{error.detail}: ")
             if page:
                 message += "start over (Reset), with a shorter video if it has many frames"
-            elif error.fit is not None:
+            elif error.fit:  # max_frames must be at least 1: with no room for a frame, only fewer media help
                 message += (f"send max_frames {error.fit} or less in each video_url part, fewer images or videos, "
                             "or a shorter conversation")
+            elif error.fit == 0:
+                message += "send fewer images or videos, or a shorter conversation"
             else:
                 message += "send a shorter conversation"
             raise APIError(message, param="messages") from None
