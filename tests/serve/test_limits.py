@@ -105,6 +105,10 @@ def test_the_context_message_names_what_a_client_can_change(engine):
             server.sample([Turn("user", "What happens?", [video])])
         message = error.value.message
         assert "max_frames" in message and "video_url" in message and "--max-frames" not in message
+        image = MediaFeatures(torch.randn(1, patches + 1, width), "image", timestamps=[0.0])
+        with pytest.raises(APIError) as error:  # no room for even one frame: max_frames cannot help
+            server.sample([Turn("user", "word " * 2100, [image])])
+        assert "fewer images or videos" in error.value.message and "max_frames" not in error.value.message
     finally:
         server.close()
 
