@@ -115,6 +115,10 @@ def test_decoded_frames_are_bounded_before_and_while_decoding(tmp_path):
     with pytest.raises(MediaTooLargeError, match="passed 100"):
         load_video(uncounted, fps=1.0, max_decoded_frames=100)
     assert load_video(counted, fps=1.0, max_decoded_frames=300).frames.shape[0] == 12
+    # sparse samples of a long clip with frequent keyframes are reached by seeking: few frames decoded, allowed
+    seekable = make_video(tmp_path / "seekable.mp4", num_frames=3000, gop=25)
+    clip = load_video(seekable, num_frames=8, max_decoded_frames=1000)
+    assert clip.frames.shape[0] == 8 and clip.extra["decoding"] == "seeking"
     gif = big_canvas_gif(tmp_path / "many.gif", side=64, frames=30)
     with pytest.raises(MediaTooLargeError, match="more than 10 frames"):
         load_video(gif, fps=1.0, max_decoded_frames=10)

@@ -101,9 +101,10 @@ def load_video(
         approximate: decode keyframes only (much faster, not the exact frames; see module doc).
         progress: show a progress bar: ``None`` only on a terminal and past a second.
         folder_fps: the frame rate a folder of images is taken to have.
-        max_decoded_frames: refuse (:class:`MediaTooLargeError`) a video that would need more
-            frames decoded: before decoding when the container counts its frames, else as soon
-            as the count passes it (a server's bound on the work one request can ask for).
+        max_decoded_frames: refuse (:class:`MediaTooLargeError`) a video that needs more frames
+            decoded: before decoding when it is decoded straight through and its container
+            counts its frames, else as soon as the count passes it (a server's bound on the
+            work one request can ask for).
 
     Raises:
         MediaError: a subclass naming the path and the reason.
@@ -263,8 +264,6 @@ def _load_with_pyav(path, head, fps, num_frames, max_frames, size, approximate, 
     container = _open_container(path, head)
     try:
         stream = _pick_stream(container, path)
-        if limit is not None and stream.frames > limit:
-            raise _too_many_frames(path, f"the video has {stream.frames} frames", limit)
         info = _stream_info(container, stream)
         try:
             selector = _plan(info, fps, num_frames, max_frames)
@@ -280,6 +279,9 @@ def _load_with_pyav(path, head, fps, num_frames, max_frames, size, approximate, 
             decoding = "keyframes"
         else:
             keyframes = _keyframes_if_sparse(container, stream, info, selector)
+            if keyframes is None and limit is not None and stream.frames > limit:
+                # decoding straight through touches every frame: refuse now rather than after `limit` of them
+                raise _too_many_frames(path, f"the video has {stream.frames} frames", limit)
             if keyframes is not None:
                 decoder.run_seeking(keyframes, progress)
                 decoding = "seeking"

@@ -101,8 +101,8 @@ class ServeSettings:
     )
     max_decoded_frames: int = field(
         default=20_000,
-        metadata=_flag("most frames decoded from one video (a container stating more is refused before decoding; "
-                       "the count is also kept while decoding)", "limits"),
+        metadata=_flag("most frames decoded from one video (counted while decoding; a video decoded straight "
+                       "through whose container counts more is refused before decoding)", "limits"),
     )
     default_max_tokens: int = field(
         default=512, metadata=_flag("answer length when a request gives no max_tokens", "limits")
