@@ -5,9 +5,8 @@ work (server.check_request) -> fetch its media in the event loop (fetch: deadlin
 them and build its prompt in a worker thread (server) -> queue it on the batching scheduler -> stream or collect
 its text, cancelled when the client goes away. Every client mistake is answered with an `APIError` body and the
 server carries on. Around the routes: the Host header check (DNS rebinding), CORS only for `--allowed-origins`,
-the body limit. Logs carry one line per request: id,
-media kinds, frames, prompt and completion tokens, time to first token and total time; prompts only with
-`--log-prompts`.
+the body limit. Logs carry one line per request: id, media kinds, frames, prompt and completion tokens, time to
+first token and total time; prompts only with `--log-prompts`.
 """
 
 from __future__ import annotations
