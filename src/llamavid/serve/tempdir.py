@@ -3,7 +3,8 @@ servers that were killed (SIGKILL, out of memory) before they could remove their
 
 Each folder holds an `owner` file with its server's process id; at start-up a server removes the folders of the
 same prefix whose owner is no longer running. A folder whose owner file is missing or unreadable is left alone
-(it may belong to a server that is starting now).
+(it may belong to a server that is starting now). Servers in different process namespaces (containers) that share
+one temporary folder cannot see each other's processes: give each its own `TMPDIR`.
 """
 
 from __future__ import annotations
