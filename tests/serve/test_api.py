@@ -222,11 +222,14 @@ def test_api_key_is_required(server):
 
 
 class _Media(BaseHTTPRequestHandler):
-    """Loopback media host: /green.png, a redirect to it, and a redirect to file:///etc/passwd."""
+    """Loopback media host: /green.png, a redirect to it, and a redirect to file:///etc/passwd; records the paths
+    asked for."""
 
     png = b""
+    seen: list[str] = []
 
     def do_GET(self):  # noqa: N802 (the stdlib's name)
+        self.seen.append(self.path)
         if self.path == "/green.png":
             self.send_response(200)
             self.send_header("Content-Length", str(len(self.png)))
@@ -258,12 +261,15 @@ def media_host(served_files):
     host.shutdown()
 
 
-def test_http_urls_follow_only_http_redirects(http, media_host):
-    assert http.post("/v1/chat/completions", json=_chat_body(_part("image_url", f"{media_host}/hop"))).status_code == 200
-    refused = http.post("/v1/chat/completions", json=_chat_body(_part("image_url", f"{media_host}/to-file")))
-    assert refused.status_code == 400 and "non-http" in refused.json()["error"]["message"]
-    missing = http.post("/v1/chat/completions", json=_chat_body(_part("image_url", f"{media_host}/nothing.png")))
-    assert missing.status_code == 400 and "404" in missing.json()["error"]["message"]
+def test_media_urls_on_internal_hosts_are_refused_unfetched(http, media_host):
+    """By default the server fetches only from public addresses: a loopback media host, by any name, is never
+    asked for anything (redirects and their checks: tests/serve/test_fetch.py)."""
+    port = media_host.rsplit(":", 1)[1]
+    for url in (f"{media_host}/green.png", f"http://localhost:{port}/hop", f"http://[::1]:{port}/green.png",
+                f"http://0x7f000001:{port}/green.png"):
+        refused = http.post("/v1/chat/completions", json=_chat_body(_part("image_url", url)))
+        assert refused.status_code == 400 and "public addresses" in refused.json()["error"]["message"], url
+    assert _Media.seen == []
 
 
 def _log_lines(server, marker: str) -> list[str]:

@@ -149,11 +149,13 @@ def test_bad_flags_are_refused_before_loading(capsys):
     assert "--max-frames must be positive" in capsys.readouterr().err
 
 
-def test_web_page_answers_movies_in_the_long_video_layout(engine, server, tmp_path):
+def test_web_page_answers_movies_in_the_long_video_layout(engine, server, tmp_path, monkeypatch):
     """A feature file picked on the page is answered in the movie layout, through the scheduler, streamed,
     follow-ups included."""
     from llamavid.inference.feature_files import FeatureFile, write_feature_file
     from llamavid.serve.web import WebChat
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # the page's upload folder
 
     width, patches = engine.config.vision_config.hidden_size, engine.config.num_patches
     movie = FeatureFile(

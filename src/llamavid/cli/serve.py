@@ -59,7 +59,8 @@ def serve_settings(args: argparse.Namespace, model_name: str | None = None):
 
     samples = sample_videos()
     sample = args.sample_video or (samples[0]["video"] if samples else None)
-    return settings_from_args(args, ServeSettings, model_name=args.model_name or model_name, sample_video=sample)
+    return settings_from_args(args, ServeSettings, model_name=args.model_name or model_name, sample_video=sample,
+                              bind_host=args.host)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -78,6 +78,7 @@ class MediaEncoder:
         self.sampling = sampling or Sampling()
         self.vision_batch_size = vision_batch_size
         self.temp_dir = temp_dir
+        self.max_decoded_frames: int | None = None  # a server's bound on the frames decoded from one video
         self._fingerprint: str | None = None
         self._lock = threading.RLock()
 
@@ -104,8 +105,9 @@ class MediaEncoder:
         "video") overrides what the file name suggests."""
         return self.encode_cached(source, kind, sampling)[0]
 
-    def encode_cached(self, source, kind: str | None = None, sampling: Sampling | None = None):
-        """`encode`, and whether the features came from the cache."""
+    def encode_cached(self, source, kind: str | None = None, sampling: Sampling | None = None, check_frames=None):
+        """`encode`, and whether the features came from the cache. `check_frames(n)` runs once the frame count of
+        decoded media is known, before the vision tower (a server refuses prompts that cannot fit there)."""
         sampling = sampling or self.sampling
         if isinstance(source, MediaFeatures):
             return source, True
@@ -114,7 +116,7 @@ class MediaEncoder:
         if isinstance(source, bytes):
             if kind is None:
                 raise ValueError("encoding bytes needs their kind ('image' or 'video')")
-            return self._encode_content(source, kind, sampling, f"<{kind} bytes>")
+            return self._encode_content(source, kind, sampling, f"<{kind} bytes>", check_frames)
         if isinstance(source, (str, os.PathLike)):
             path = Path(source).expanduser()
             if kind is None and path.suffix.lower() in FEATURE_SUFFIXES:
@@ -123,7 +125,7 @@ class MediaEncoder:
                 raise MediaNotFoundError(str(source), "no such file or folder")
             if kind is None:
                 kind = "image" if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES else "video"
-            return self._encode_content(path, kind, sampling, str(source))
+            return self._encode_content(path, kind, sampling, str(source), check_frames)
         return self._encode_in_memory(source, sampling), False
 
     def vision_features(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -184,10 +186,11 @@ class MediaEncoder:
             max_frames=settings["max_frames"],
             size=settings["size"],
             progress=False,
+            max_decoded_frames=self.max_decoded_frames,
         )
         return self.processor.preprocess(Video(clip.frames)), [float(t) for t in clip.timestamps]
 
-    def _encode_content(self, source, kind: str, sampling: Sampling, shown: str):
+    def _encode_content(self, source, kind: str, sampling: Sampling, shown: str, check_frames=None):
         if kind not in ("image", "video"):
             raise ValueError(f"kind must be 'image' or 'video', got {kind!r}")
         settings = sampling.settings(kind, self.config)
@@ -195,8 +198,12 @@ class MediaEncoder:
         with self._lock:
             entry = self.cache.get(key)
         cached = entry is not None
+        if cached and check_frames is not None:
+            check_frames(entry["features"].shape[0])
         if not cached:
             pixels, times = self.pixels(source, kind, sampling)
+            if check_frames is not None:
+                check_frames(pixels.shape[0])
             entry = {
                 "features": self.vision_features(pixels).cpu(),
                 "timestamps": torch.tensor(times, dtype=torch.float64),

@@ -34,7 +34,12 @@ ANSWER_ROOM = 64  # tokens left for the answer when saying how many frames would
 
 
 class ContextLengthError(LlamaVidError, ValueError):
-    """Prompt plus visual tokens do not fit the model's context."""
+    """Prompt plus visual tokens do not fit the model's context. `length` and `limit` in tokens; `fit`: the frames a
+    placeholder could show so that it fits (None without frames); `detail`: how the frames' share was counted."""
+
+    def __init__(self, message: str, length: int = 0, limit: int = 0, fit: int | None = None, detail: str = ""):
+        super().__init__(message)
+        self.length, self.limit, self.fit, self.detail = length, limit, fit, detail
 
 
 class LayoutError(LlamaVidError, ValueError):
@@ -172,15 +177,17 @@ def check_length(length: int, limit: int, frame_tokens: int, showings: list[int]
         return
     message = f"This model's maximum context length is {limit} tokens, but the prompt needs {length}"
     frames = sum(showings)
+    fit, detail = None, ""
     if frames:
         per_frame = frame_tokens / frames
         fit = max(0, int((limit - (length - frame_tokens) - ANSWER_ROOM) // (per_frame * len(showings))))
+        detail = (f" ({frame_tokens} of them with the frames: {frames} frames x {round(per_frame, 1):g} tokens over "
+                  f"{len(showings)} placeholder(s))")
         message += (
-            f" ({frame_tokens} of them with the frames: {frames} frames x {round(per_frame, 1):g} tokens over "
-            f"{len(showings)} placeholder(s)); use at most {fit} frames (--max-frames {fit}, or max_frames in a "
+            f"{detail}; use at most {fit} frames (--max-frames {fit}, or max_frames in a "
             "request), fewer media or a shorter conversation"
         )
-    raise ContextLengthError(message)
+    raise ContextLengthError(message, length, limit, fit, detail)
 
 
 def collate(processor, samples: list[Sample], device=None, dtype: torch.dtype | None = None) -> dict:

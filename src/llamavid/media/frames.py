@@ -48,21 +48,31 @@ def load_frame_folder(folder: Path, fps, num_frames, max_frames, size, *, frame_
     return _clip(images, times[keep], keep, len(files) / frame_rate, frame_rate, "images", str(folder), size, len(files))
 
 
-def load_animated_image(path: Path, fps, num_frames, max_frames, size):
-    """All frames of an animated GIF (or a still one) with timestamps from its frame delays."""
+def load_animated_image(path: Path, fps, num_frames, max_frames, size, max_decoded_frames: int | None = None):
+    """All frames of an animated GIF (or a still one) with timestamps from its frame delays.
+
+    Each kept frame is resized to the output size as soon as it is composed: a few KB of GIF can state a huge
+    canvas, and holding every kept frame at canvas size would make memory grow with the canvas, not with what is
+    kept. More than ``max_decoded_frames`` frames are refused (each one is composed to read its delay)."""
     durations: list[float] = []
     images: list[Image.Image] = []
     try:
         with Image.open(path) as image:
             check_dimensions(path, *image.size)
+            native = image.size
+            out = resized_shape(*native, size)
             for frame in ImageSequence.Iterator(image):  # Pillow composes each frame as it seeks
                 durations.append((frame.info.get("duration") or _DEFAULT_GIF_FRAME_MS) / 1000.0)
+                if max_decoded_frames is not None and len(durations) > max_decoded_frames:
+                    raise MediaTooLargeError(str(path), f"the animation has more than {max_decoded_frames} frames, "
+                                                        "the limit of decoded frames a video")
             times = np.concatenate([[0.0], np.cumsum(durations)[:-1]])
             duration = float(sum(durations))
             keep = _select(times, duration, fps, num_frames, max_frames)
             for i in keep:  # increasing order: forward seeks only
                 image.seek(int(i))
-                images.append(to_rgb(image.copy()))
+                frame = to_rgb(image.copy())
+                images.append(frame if frame.size == out else frame.resize(out, Image.Resampling.BICUBIC))
     except MediaError:
         raise
     except Image.DecompressionBombError as error:
@@ -71,8 +81,8 @@ def load_animated_image(path: Path, fps, num_frames, max_frames, size):
         if not images:
             raise CorruptMediaError(str(path), f"unreadable animated image: {error}") from None
         keep = keep[: len(images)]
-    native = len(durations) / duration if duration > 0 else math.nan
-    return _clip(images, times[keep], keep, duration, native, "gif", str(path), size, len(durations))
+    rate = len(durations) / duration if duration > 0 else math.nan
+    return _clip(images, times[keep], keep, duration, rate, "gif", str(path), size, len(durations), native)
 
 
 def _select(times: np.ndarray, duration: float, fps, num_frames, max_frames) -> np.ndarray:
@@ -87,8 +97,8 @@ def _select(times: np.ndarray, duration: float, fps, num_frames, max_frames) -> 
     return np.array([i for i, t in enumerate(times) if selector.keep(i, float(t))], dtype=np.int64)
 
 
-def _clip(images, times, indices, duration, native_fps, codec, source, size, total):
-    width, height = images[0].size
+def _clip(images, times, indices, duration, native_fps, codec, source, size, total, native=None):
+    width, height = native or images[0].size
     out = resized_shape(width, height, size)
     # Frames of one clip share a size: later frames of another size are fitted to the first.
     arrays = [np.asarray(im if im.size == out else im.resize(out, Image.Resampling.BICUBIC)) for im in images]

@@ -37,12 +37,23 @@ from .errors import (
     UnsupportedMediaError,
 )
 
-__all__ = ["MAX_PIXELS", "MAX_SIDE", "ImageSource", "base64_bytes", "check_dimensions", "load_image", "to_rgb"]
+__all__ = ["MAX_PIXELS", "MAX_SIDE", "ImageSource", "base64_bytes", "check_dimensions", "load_image", "max_pixels",
+           "to_rgb"]
 
-#: Largest accepted side and pixel count. Real photos and videos stay far below; a file
-#: claiming more is almost always hostile or broken, and decoding it would exhaust memory.
+#: Largest accepted side. Real photos and videos stay far below; a file claiming more is
+#: almost always hostile or broken, and decoding it would exhaust memory.
 MAX_SIDE = 16384
-MAX_PIXELS = 1 << 28
+#: Largest accepted pixel count when Pillow's own limit is off: Pillow's default limit
+#: (``Image.MAX_IMAGE_PIXELS``, about 89 million pixels, 268 MB as RGB) is the one used
+#: otherwise, read at each check so that an application that changes Pillow's limit changes
+#: this one. Pillow itself only warns between its limit and twice it, so a 13000x13000 PNG
+#: of a few hundred KB would decode to 500 MB and more; this check refuses it before decoding.
+MAX_PIXELS = 89_478_485
+
+
+def max_pixels() -> int:
+    """The pixel limit in force: Pillow's, or :data:`MAX_PIXELS` when Pillow's is turned off (None)."""
+    return Image.MAX_IMAGE_PIXELS or MAX_PIXELS
 
 URL_TIMEOUT_S = 30.0
 _BASE64_RE = re.compile(r"^[A-Za-z0-9+/=\s_-]+$")
@@ -54,10 +65,11 @@ def check_dimensions(path: object, width: int, height: int) -> None:
     """Raise :class:`MediaTooLargeError` (or corrupt, for non-positive sizes) before decoding."""
     if width <= 0 or height <= 0:
         raise CorruptMediaError(_name(path), f"invalid dimensions {width}x{height}")
-    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+    limit = max_pixels()
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > limit:
         raise MediaTooLargeError(
             _name(path),
-            f"dimensions {width}x{height} exceed the limit ({MAX_SIDE} px a side, {MAX_PIXELS} pixels)",
+            f"dimensions {width}x{height} exceed the limit ({MAX_SIDE} px a side, {limit} pixels)",
         )
 
 

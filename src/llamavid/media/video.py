@@ -85,6 +85,7 @@ def load_video(
     progress: bool | None = None,
     *,
     folder_fps: float = 1.0,
+    max_decoded_frames: int | None = None,
 ) -> VideoClip:
     """Decode and sample a video file, a folder of frame images, or an animated GIF.
 
@@ -100,6 +101,10 @@ def load_video(
         approximate: decode keyframes only (much faster, not the exact frames; see module doc).
         progress: show a progress bar: ``None`` only on a terminal and past a second.
         folder_fps: the frame rate a folder of images is taken to have.
+        max_decoded_frames: refuse (:class:`MediaTooLargeError`) a video that needs more frames
+            decoded: before decoding when it is decoded straight through and its container
+            counts its frames, else as soon as the count passes it (a server's bound on the
+            work one request can ask for).
 
     Raises:
         MediaError: a subclass naming the path and the reason.
@@ -121,8 +126,8 @@ def load_video(
     except OSError as error:
         raise MediaError(str(p), f"cannot read the file: {error.strerror or error}") from None
     if head.startswith((b"GIF87a", b"GIF89a")):
-        return frame_sources.load_animated_image(p, fps, num_frames, max_frames, size)
-    return _load_with_pyav(p, head, fps, num_frames, max_frames, size, approximate, progress)
+        return frame_sources.load_animated_image(p, fps, num_frames, max_frames, size, max_decoded_frames)
+    return _load_with_pyav(p, head, fps, num_frames, max_frames, size, approximate, progress, max_decoded_frames)
 
 
 def _check_args(fps: float | None, num_frames: int | None, max_frames: int | None) -> None:
@@ -255,7 +260,7 @@ class _NeedDuration(Exception):
     """Uniform sampling of a stream whose container states no duration."""
 
 
-def _load_with_pyav(path, head, fps, num_frames, max_frames, size, approximate, progress) -> VideoClip:
+def _load_with_pyav(path, head, fps, num_frames, max_frames, size, approximate, progress, limit=None) -> VideoClip:
     container = _open_container(path, head)
     try:
         stream = _pick_stream(container, path)
@@ -267,19 +272,23 @@ def _load_with_pyav(path, head, fps, num_frames, max_frames, size, approximate, 
             selector = _plan(info, fps, num_frames, max_frames)
         _check_output_size(path, stream, info, selector, size)
         stream.codec_context.thread_type = "AUTO"
-        decoder = _Decoder(container, stream, info, selector, size, path)
+        decoder = _Decoder(container, stream, info, selector, size, path, limit)
         if approximate:
             stream.codec_context.skip_frame = "NONKEY"
             decoder.run_sequential(progress, approximate=True)
             decoding = "keyframes"
         else:
             keyframes = _keyframes_if_sparse(container, stream, info, selector)
+            if keyframes is None and limit is not None and stream.frames > limit:
+                # decoding straight through touches every frame: refuse now rather than after `limit` of them
+                raise _too_many_frames(path, f"the video has {stream.frames} frames", limit)
             if keyframes is not None:
                 decoder.run_seeking(keyframes, progress)
                 decoding = "seeking"
             else:
                 decoder.run_sequential(progress)
                 decoding = "sequential"
+                decoder = _resample_if_shorter(decoder, container, stream, info, progress)
         return decoder.clip(approximate, decoding)
     except MediaError:
         raise
@@ -287,6 +296,27 @@ def _load_with_pyav(path, head, fps, num_frames, max_frames, size, approximate, 
         raise CorruptMediaError(str(path), _ffmpeg_reason(error)) from None
     finally:
         container.close()
+
+
+def _too_many_frames(path: Path, what: str, limit: int) -> MediaTooLargeError:
+    return MediaTooLargeError(str(path), f"{what}, more than the limit of {limit} decoded frames a video")
+
+
+def _resample_if_shorter(decoder, container, stream, info: _StreamInfo, progress) -> _Decoder:
+    """Uniform targets spread over a stated length the stream does not have (a container claiming 3 hours that
+    holds 2 frames) keep only the first frames: spread them again over the frames that were really decoded."""
+    targets = decoder.selector.targets
+    kept = len(decoder.frames)
+    if targets is None or decoder.selector.done or kept * 2 >= len(targets) or decoder.decoded <= kept:
+        return decoder
+    logger.info("%s: the stream ends long before its stated length; sampling its %d frames again", decoder.path,
+                decoder.decoded)
+    container.seek(0, stream=stream, backward=True)
+    selector = Selector(by_index=True, targets=uniform_indices(decoder.decoded, len(targets)))
+    again = _Decoder(container, stream, info, selector, decoder.size, decoder.path, decoder.limit)
+    again.skip_nonref = False
+    again.run_sequential(progress)
+    return again
 
 
 def _check_output_size(path: Path, stream, info: _StreamInfo, selector: Selector, size: int | None) -> None:
@@ -399,9 +429,10 @@ def _decoded_frames(container, stream, errors: list[Exception], keyframes_only: 
 class _Decoder:
     """Runs one decode pass, converting only kept frames; holds the results."""
 
-    def __init__(self, container, stream, info: _StreamInfo, selector: Selector, size: int | None, path: Path):
+    def __init__(self, container, stream, info: _StreamInfo, selector: Selector, size: int | None, path: Path,
+                 limit: int | None = None):
         self.container, self.stream, self.info, self.selector = container, stream, info, selector
-        self.size, self.path = size, path
+        self.size, self.path, self.limit = size, path, limit
         self.frames: list[np.ndarray] = []
         self.times: list[float] = []
         self.indices: list[int] = []
@@ -483,6 +514,7 @@ class _Decoder:
             for frame in _decoded_frames(self.container, self.stream, self.errors, approximate, before):
                 index = count
                 count += 1
+                self._check_limit(count)
                 time = self._time(frame, index)
                 if first_time is None:
                     first_time = time
@@ -510,6 +542,10 @@ class _Decoder:
             self.decoded = count
         if not selector.done and not approximate:
             self._check_complete(last_index + 1)
+
+    def _check_limit(self, decoded: int) -> None:
+        if self.limit is not None and decoded > self.limit:
+            raise _too_many_frames(self.path, f"decoding passed {self.limit} frames", self.limit)
 
     def _stop_skipping(self, selector: Selector, frame_interval: float) -> None:
         logger.info("%s: timestamps are off the constant-rate grid; sampling by time", self.path)
@@ -550,6 +586,7 @@ class _Decoder:
                 kept = False
                 for frame in frames:
                     self.decoded += 1
+                    self._check_limit(self.decoded)
                     time = self._time(frame, self.decoded)
                     position = time
                     index = round(time * fps)

@@ -1,10 +1,12 @@
 """The FastAPI app: `/health`, `/v1/models`, `/v1/chat/completions` (JSON or SSE), and the web page at `/`.
 
-A request's path: parse (schemas) -> fetch and encode its media in a worker thread, build its prompt (server) ->
-queue it on the batching scheduler -> stream or collect its text. Every client
-mistake is answered with an `APIError` body and the server carries on. Logs carry one line per request: id,
-media kinds, frames, prompt and completion tokens, time to first token and total time; prompts only with
-`--log-prompts`.
+A request's path: check its content type and key, parse it (schemas), check it against the limits before any
+work (server.check_request) -> fetch its media in the event loop (fetch: deadline, bounded concurrency) -> encode
+them and build its prompt in a worker thread (server) -> queue it on the batching scheduler -> stream or collect
+its text, cancelled when the client goes away. Every client mistake is answered with an `APIError` body and the
+server carries on. Around the routes: the Host header check (DNS rebinding), CORS only for `--allowed-origins`,
+the body limit. Logs carry one line per request: id, media kinds, frames, prompt and completion tokens, time to
+first token and total time; prompts only with `--log-prompts`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -35,15 +39,19 @@ logger = logging.getLogger("llamavid.serve")
 DISCONNECT_POLL_S = 0.5
 
 
-def prepare(server: Server, chat: ChatRequest):
-    """Fetch and encode the request's media, then build its prompt (in a worker thread); also says how many
-    media came from the feature cache."""
-    hits = 0
-    for turn in chat.turns:
-        encoded = [server.encode(ref) for ref in turn.media]
-        turn.media = [features for features, _ in encoded]
-        hits += sum(cached for _, cached in encoded)
-    return server.sample(chat.turns, chat.system), hits
+async def prepare(server: Server, chat: ChatRequest):
+    """Check the request against the limits, fetch its media (in the event loop), then encode them and build its
+    prompt (in a worker thread); also says how many media came from the feature cache."""
+    server.check_request(chat)
+    # downloads wait in the event loop; data: URLs and local files (None here) are read in the worker thread
+    fetched = [[await server.fetcher.fetch(ref.url) if server.fetcher.is_download(ref.url) else None
+                for ref in turn.media] for turn in chat.turns]
+
+    def encode_and_build():
+        hits = server.encode_request(chat, fetched)
+        return server.sample(chat.turns, chat.system), hits
+
+    return await run_in_threadpool(encode_and_build)
 
 
 def create_app(engine, settings: ServeSettings | None = None) -> FastAPI:
@@ -88,6 +96,11 @@ def create_app(engine, settings: ServeSettings | None = None) -> FastAPI:
 
         app = mount_web_demo(app, server)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.allowed_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.allowed_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["authorization", "content-type"])
+    if settings.answered_hosts is not None:  # outermost: a rebound name reaches nothing
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.answered_hosts, www_redirect=False)
     return app
 
 
@@ -104,16 +117,19 @@ async def _chat(request: Request, server: Server):
     record = RequestLog(new_request_id(), server.settings.log_prompts)
     try:
         _check_key(request, server.settings)
+        _check_json(request)
         raw = await request.body()
         try:
             data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise APIError(f"The body is not valid JSON: {error}") from None
+        except RecursionError:
+            raise APIError("The body's JSON is nested too deeply") from None
         chat = parse_chat_request(data)
         if chat.model not in (None, server.settings.model_name):
             raise APIError(f"The model `{chat.model}` does not exist; this server serves "
                            f"`{server.settings.model_name}`", status=404, param="model")
-        sample, hits = await run_in_threadpool(prepare, server, chat)
+        sample, hits = await prepare(server, chat)
         settings = GenerationSettings(temperature=chat.temperature, top_p=chat.top_p, seed=chat.seed)
     except (APIError, LlamaVidError) as error:  # the client's mistake: a 4xx with its message
         error = error if isinstance(error, APIError) else APIError(str(error))
@@ -132,16 +148,13 @@ async def _chat(request: Request, server: Server):
     if chat.stream:
         return StreamingResponse(_sse(record, job, events, chat, model), media_type="text/event-stream")
     pieces = []
+    watcher = asyncio.create_task(_cancel_when_gone(request, job, events))
     try:
         while True:
-            try:
-                kind, value = await asyncio.wait_for(events.get(), DISCONNECT_POLL_S)
-            except asyncio.TimeoutError:
-                if await request.is_disconnected():
-                    job.cancel()
-                    record.finished(job, 499)
-                    return JSONResponse(error_body("client disconnected", 499), status_code=499)
-                continue
+            kind, value = await events.get()
+            if kind == "gone":
+                record.finished(job, 499)
+                return JSONResponse(error_body("client disconnected", 499), status_code=499)
             if kind == "text":
                 pieces.append(value)
             elif kind == "error":
@@ -150,10 +163,29 @@ async def _chat(request: Request, server: Server):
             else:
                 break
     finally:
+        watcher.cancel()
         job.cancel()  # a no-op once finished; stops the row if this coroutine is cancelled
     record.finished(job, 200)
     prompt_tokens = len(sample.ids)
     return completion_body(record.request_id, model, "".join(pieces), value, prompt_tokens, job.row.completion_tokens)
+
+
+def _check_json(request: Request) -> None:
+    """JSON routes take `application/json` only: a browser sends other types cross-site without asking (CORS
+    preflight), so this keeps other sites' pages from calling the API."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise APIError(f"The body must be sent as Content-Type: application/json, not {kind or 'none'!r}",
+                       status=415)
+
+
+async def _cancel_when_gone(request: Request, job, events: asyncio.Queue) -> None:
+    """Cancel the job once the client has gone away, and say so on `events`; polled on a clock, whether or not
+    tokens are arriving (a job still queued is dropped by the scheduler without a word)."""
+    while not await request.is_disconnected():
+        await asyncio.sleep(DISCONNECT_POLL_S)
+    job.cancel()
+    events.put_nowait(("gone", None))
 
 
 async def _sse(record, job, events: asyncio.Queue, chat: ChatRequest, model: str):

@@ -44,7 +44,7 @@ class ChatRequestBody(BaseModel):
     top_p: float | None = Field(default=None, gt=0, le=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(1 << 63), le=(1 << 63) - 1)  # torch's seed range, as vLLM checks
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: _StreamOptions | None = None

@@ -11,10 +11,18 @@ model's generator, so the page and the API never generate at the same time on on
 
 Uploads land in a folder inside the server's temporary folder (`GRADIO_TEMP_DIR`, unless the operator set one),
 which Gradio prunes (`delete_cache`) and the server removes on exit; the original filled `/tmp/gradio`.
+
+What the page may read: files uploaded through it (its upload folder) and the bundled sample, nothing else. A
+caller of Gradio's API can name any path in a file argument; Gradio refuses paths outside its upload folder only
+for an app that has "launched", which `mount_gradio_app` never marks, so the page marks itself launched once
+mounted (Gradio's own `launch()` and reload code set the same flag) and its handlers check the folder again, with
+one message whether or not the path exists. With `--api-key` the page asks for a login (Gradio's `auth`) whose
+password is the key; that also guards its upload and call routes.
 """
 
 from __future__ import annotations
 
+import hmac
 import os
 import queue
 import uuid
@@ -37,8 +45,15 @@ def mount_web_demo(app, server):
     import gradio as gr
 
     page = build_page(server)
-    return gr.mount_gradio_app(app, page, path="/", max_file_size=server.settings.max_media_bytes,
-                               footer_links=[], show_error=True)
+    key = server.settings.api_key
+    auth = None if key is None else (lambda _user, password: hmac.compare_digest(password.encode(), key.encode()))
+    sample = server.settings.sample_video
+    app = gr.mount_gradio_app(app, page, path="/", max_file_size=server.settings.max_media_bytes,
+                              footer_links=[], show_error=True, auth=auth,
+                              allowed_paths=[str(Path(sample).resolve())] if sample is not None else [],
+                              auth_message="This server needs its API key: any user name, the key as password.")
+    page.has_launched = True  # turns on Gradio's upload-folder check of file arguments (see the module docstring)
+    return app
 
 
 def build_page(server):
@@ -89,11 +104,24 @@ class WebChat:
         self.server = server
         self.sample_video = server.settings.sample_video
 
-    def _encode(self, kind: str, path):
+    def _readable(self, path) -> Path:
+        """The path, if the page may read it: inside the upload folder, or the sample; one message otherwise."""
         import gradio as gr
+        from gradio.utils import get_upload_folder
 
         if not path:
             raise gr.Error("Nothing was uploaded")
+        resolved = Path(os.path.abspath(path))
+        uploads = Path(os.path.abspath(get_upload_folder()))
+        sample = Path(os.path.abspath(self.sample_video)) if self.sample_video is not None else None
+        if resolved.is_relative_to(uploads) and ".." not in resolved.parts or resolved == sample:
+            return resolved.resolve()
+        raise gr.Error("The page reads only files uploaded through it")
+
+    def _encode(self, kind: str, path):
+        import gradio as gr
+
+        path = self._readable(path)
         try:
             features, _ = self.server.encode(MediaRef(kind, str(path)), data=Path(path))
         except APIError as error:
@@ -117,8 +145,7 @@ class WebChat:
 
         from ..errors import LlamaVidError
 
-        if not path:
-            raise gr.Error("Nothing was uploaded")
+        path = self._readable(path)
         try:
             movie = self.server.engine.load_movie(path)
         except LlamaVidError as error:
@@ -141,7 +168,8 @@ class WebChat:
         first_user.media = [media] if media is not None else []
         record = RequestLog(f"web-{uuid.uuid4().hex}", self.server.settings.log_prompts)
         try:
-            sample = self.server.sample(turns)
+            self.server.check_text(turns)
+            sample = self.server.sample(turns, page=True)
             settings = GenerationSettings(temperature=float(temperature), top_p=float(top_p))
         except APIError as error:
             record.failed(error.status, error.message)
