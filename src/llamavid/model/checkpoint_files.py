@@ -159,11 +159,13 @@ def write_sharded_safetensors(
     make: Callable[[str], torch.Tensor],
     total_parameters: int,
     max_shard_size: int | str = DEFAULT_SHARD_SIZE,
+    after_tensor: Callable[[], None] | None = None,
     after_shard: Callable[[], None] | None = None,
 ) -> list[Path]:
     """Write the tensors `planned` (key -> meta tensor of the output's shape and dtype, in saving order) as
-    `save_pretrained` would, calling `make(key)` for each value only while its shard is written, and
-    `after_shard()` once a shard is on disk (to free what was read for it). Returns the files written."""
+    `save_pretrained` would, calling `make(key)` for each value only while its shard is written, `after_tensor()`
+    once each is made and `after_shard()` once a shard is on disk (to let go of the inputs read for them).
+    Returns the files written."""
     from huggingface_hub import split_torch_state_dict_into_shards
     from safetensors.torch import save_file
 
@@ -179,6 +181,9 @@ def write_sharded_safetensors(
             if value.shape != planned[key].shape or value.dtype != planned[key].dtype:
                 raise AssertionError(f"{key}: made {value.dtype} {tuple(value.shape)}, planned {planned[key]}")
             shard[key] = value.contiguous()
+            del value
+            if after_tensor is not None:
+                after_tensor()
         save_file(shard, str(output_dir / filename), metadata={"format": "pt"})
         del shard
         if after_shard is not None:

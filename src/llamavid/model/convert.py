@@ -447,6 +447,9 @@ def _check_parts(model_dir: Path, processor_dir, qformer_vocab) -> tuple[Path, P
     return qformer_vocab, processor_config
 
 
+RELEASE_AFTER_COPYING = 256 * 1024**2
+
+
 class _ConversionPlan:
     """The conversion worked out on meta tensors (shapes only): the rename functions above run on them, so their
     checks (unexpected keys, unpaired biases) and `check_complete` (missing keys, shapes) are the same exact
@@ -457,6 +460,7 @@ class _ConversionPlan:
         self.eva_file = WeightFile(eva_path) if eva_path else None
         self.instructblip_file = WeightFile(instructblip_path) if instructblip_path else None
         self.origin: dict[int, tuple] = {}  # id(meta tensor) -> (reader, key): what each output is renamed from
+        self._copied_bytes = 0
         state_dict = self._meta(self.model, self.model.meta())
         self.eva = self._meta(self.eva_file, self.eva_file.meta()) if self.eva_file else None
         self.embedded_eva = {
@@ -498,8 +502,10 @@ class _ConversionPlan:
 
     def make(self, key: str, out_dtype: torch.dtype) -> torch.Tensor:
         meta = self.renamed[key]
+        source_storage = None
         if id(meta) in self.origin:
             value = self._read(meta)
+            source_storage = value.untyped_storage().data_ptr()
         elif key.endswith("self_attn.qkv.bias"):
             block = key.split(".")[4]
             q_bias = self._read(self.used_eva[f"blocks.{block}.attn.q_bias"])
@@ -514,9 +520,19 @@ class _ConversionPlan:
             stored == torch.float32 and out_dtype.is_floating_point and value.dtype in (torch.float16, torch.bfloat16)
         ):
             value = value.to(stored)  # the model's own dtype first, as load_state_dict copies; exact widenings skipped
-        return value.to(out_dtype)
+        value = value.to(out_dtype)
+        if value.untyped_storage().data_ptr() != source_storage:
+            self._copied_bytes += value.nbytes
+        return value
+
+    def release_copied_inputs(self) -> None:
+        """Unmap the inputs once enough of them was copied (cast or merged) rather than passed on as views: their
+        pages are then needed no more, and an unmap costs a re-read of the files' index, so not after each tensor."""
+        if self._copied_bytes >= RELEASE_AFTER_COPYING:
+            self.release()
 
     def release(self) -> None:
+        self._copied_bytes = 0
         for reader in (self.model, self.eva_file, self.instructblip_file):
             if reader is not None:
                 reader.release()
@@ -563,6 +579,7 @@ def convert_checkpoint(
         lambda key: plan.make(key, planned[key].dtype),
         total_parameters=model.num_parameters(),
         max_shard_size=max_shard_size,
+        after_tensor=plan.release_copied_inputs,
         after_shard=plan.release,
     )
     # what save_pretrained writes beside the weights
