@@ -29,11 +29,18 @@ def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
+def _rss_split() -> dict:
+    """Resident memory now: anonymous (cannot be dropped) and file-backed (memory-mapped weights, reclaimable)."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    kib = {name: int(fields[name].split()[0]) * 1024 for name in ("RssAnon", "RssFile") if name in fields}
+    return {f"{name.lower()}_gb": round(value / GB, 2) for name, value in kib.items()}
+
+
 def phase_write(args) -> dict:
     from llamavid.testing import write_release_checkpoint
 
     start = time.perf_counter()
-    release = write_release_checkpoint(args.release, size=args.size, llm_layers=args.layers, variant=args.variant)
+    write_release_checkpoint(args.release, size=args.size, llm_layers=args.layers, variant=args.variant)
     return {
         "write_s": round(time.perf_counter() - start, 1),
         "write_peak_rss_gb": round(_peak_rss() / GB, 2),
@@ -80,6 +87,7 @@ def phase_load(args) -> dict:
     model, processor = load_model(args.converted, device=args.device, dtype="bfloat16", bits=bits)
     loaded_s = time.perf_counter() - start
     load_peak = _peak_rss()
+    after_load = {f"after_load_{key}": value for key, value in _rss_split().items()}
     inputs = processor(processor.render_chat([("user", "What colour is the square?")])).to(model.device)
     start = time.perf_counter()
     with torch.no_grad():
@@ -93,6 +101,7 @@ def phase_load(args) -> dict:
         "answer_peak_rss_gb": round(_peak_rss() / GB, 2),
         "bytes_per_parameter": round(model.get_memory_footprint() / index["metadata"]["total_parameters"], 3),
         "answered_tokens": int(output.shape[1] - inputs["input_ids"].shape[1]),
+        **after_load,
     }
     if args.device == "cuda":
         result["gpu_peak_gb"] = round(torch.cuda.max_memory_allocated() / GB, 2)
