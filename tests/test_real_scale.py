@@ -57,7 +57,7 @@ def test_real_width_model_loads_in_its_stored_bf16_and_answers(converted_7b_widt
     _, out, _ = converted_7b_width
     model, processor = load_model(out, device="cpu", dtype="auto")
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
-    assert model.vision_tower.config.num_hidden_layers == 39 and model.config.num_query == 32
+    assert model.config.vision_config.num_hidden_layers == 39 and model.config.num_query == 32
     inputs = processor(processor.render_chat([("user", "What colour is the square?")]))
     with torch.no_grad():
         output = model.generate(**inputs, max_new_tokens=3, min_new_tokens=3, do_sample=False)
