@@ -239,3 +239,65 @@ def test_cli_missing_vocab_says_which_file(tiny_release, tmp_path):
         str(tmp_path / "o"),
     )
     assert result.returncode == 2 and "vocab.txt" in result.stderr and "--qformer-vocab" in result.stderr
+
+
+def _release_copy(root, tmp_path, edit):
+    """The tiny release folder with its second shard edited by `edit(state_dict)`."""
+    import shutil
+
+    copy = tmp_path / "release"
+    shutil.copytree(root / "llama-vid-tiny", copy)
+    shard = copy / "pytorch_model-00002-of-00002.bin"
+    state = torch.load(shard, weights_only=True)
+    edit(state)
+    torch.save(state, shard)
+    index = json.loads((copy / "pytorch_model.bin.index.json").read_text())
+    index["weight_map"] = {k: v for k, v in index["weight_map"].items() if k in state or "00001" in v}
+    index["weight_map"].update(dict.fromkeys(state, shard.name))
+    (copy / "pytorch_model.bin.index.json").write_text(json.dumps(index))
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda state: state.update({"model.surprise": torch.zeros(1)}), r"unexpected keys .*model\.surprise"),
+        (
+            lambda state: state.pop("model.vlm_att_ln.weight"),
+            r"missing 1 weights: token_generator\.vision_layernorm\.weight",
+        ),
+        (
+            lambda state: state.update({"model.vlm_att_ln.weight": torch.zeros(3)}),
+            r"wrong shapes: token_generator\.vision_layernorm\.weight \(3,\)",
+        ),
+    ],
+)
+def test_streaming_conversion_refuses_unexpected_missing_and_misshapen_keys(tiny_release, tmp_path, edit, message):
+    from llamavid.model.convert import ArchitectureHints, convert_checkpoint
+
+    _, _, root = tiny_release
+    folder = _release_copy(root, tmp_path, edit)
+    with pytest.raises(ConversionError, match=message):
+        convert_checkpoint(
+            folder, tmp_path / "out", root / "processor", root / "vocab.txt", root / "eva_vit_g.pth",
+            hints=ArchitectureHints(vision_heads=4, qformer_heads=4),
+        )
+    assert not list((tmp_path / "out").glob("*.safetensors")), "nothing is written before the checks pass"
+
+
+def test_streaming_conversion_shards_like_save_pretrained(tiny_release, tmp_path):
+    """Small shards give save_pretrained's sharded layout (index with total size and parameters), which
+    from_pretrained loads to the same weights as one file."""
+    from llamavid.model.convert import ArchitectureHints, convert_checkpoint
+
+    model, _, root = tiny_release
+    parts = (root / "llama-vid-tiny", root / "processor", root / "vocab.txt", root / "eva_vit_g.pth")
+    hints = ArchitectureHints(vision_heads=4, qformer_heads=4)
+    convert_checkpoint(*[parts[0], tmp_path / "sharded", *parts[1:]], hints=hints, max_shard_size=20_000)
+    index = json.loads((tmp_path / "sharded" / "model.safetensors.index.json").read_text())
+    files = sorted(p.name for p in (tmp_path / "sharded").glob("model-*.safetensors"))
+    assert len(files) > 2 and set(index["weight_map"].values()) == set(files)
+    assert index["metadata"]["total_parameters"] == model.num_parameters()
+    loaded = LlamaVidForConditionalGeneration.from_pretrained(tmp_path / "sharded")
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0, msg=key)

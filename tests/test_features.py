@@ -41,3 +41,17 @@ def test_keys_depend_on_content_settings_and_tower(tmp_path):
     assert cache_key(digest, {"fps": 1}, fa) == cache_key(digest, {"fps": 1}, fa)
     assert cache_key(digest, {"fps": 1}, fa) != cache_key(digest, {"fps": 2}, fa)
     assert cache_key(digest, {"fps": 1}, fa) != cache_key(digest, {"fps": 1}, fb)
+
+
+def test_fingerprint_samples_each_tensor_but_sees_any_tower_change():
+    """The digest reads a sample of each vision tensor (start, middle, end), not the whole 2 GB tower; a change
+    of values there, of a shape or of a dtype gives another digest."""
+    import torch
+
+    model, processor = tiny_model_and_processor(seed=0)
+    before = vision_fingerprint(model, processor.image_processor)
+    weight = model.vision_tower.model.encoder.layers[0].mlp.fc1.weight
+    with torch.no_grad():
+        weight.view(-1)[weight.numel() // 2] += 1.0
+    assert vision_fingerprint(model, processor.image_processor) != before
+    assert vision_fingerprint(model.to(torch.bfloat16), processor.image_processor) != before

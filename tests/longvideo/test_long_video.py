@@ -197,6 +197,18 @@ def test_feature_file_from_another_tower_is_refused(engine, tmp_path):
         engine.load_movie(tmp_path / "other.safetensors")
 
 
+def test_feature_file_stamped_with_the_whole_tower_digest_is_still_accepted(engine, tmp_path):
+    """Files extracted before the fingerprint sampled the tower carry the digest of every weight."""
+    from llamavid.inference.features import vision_fingerprint
+
+    whole = vision_fingerprint(engine.model, engine.processor.image_processor, whole=True)
+    assert whole != engine.fingerprint
+    stamped = _movie(engine, 2)
+    stamped.metadata["vision_fingerprint"] = whole
+    write_feature_file(tmp_path / "older.safetensors", stamped)
+    assert engine.load_movie(tmp_path / "older.safetensors").fingerprint == whole
+
+
 def test_original_pickle_is_imported_without_running_code(engine, tmp_path):
     feats = np.random.default_rng(0).standard_normal((3, 17, 32)).astype(np.float16)
     path = tmp_path / "tt0000001.pkl"

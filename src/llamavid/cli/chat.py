@@ -28,10 +28,20 @@ def register(commands) -> None:
     add_settings_flags(parser, GenerationSettings)
     add_settings_flags(parser, Sampling)
     parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), or a torch device name")
-    parser.add_argument("--dtype", default="auto", help="auto, float32, float16 or bfloat16")
+    parser.add_argument(
+        "--dtype", default="auto",
+        help="auto (the precision the model was saved in: bfloat16 for the releases), float32, float16 or bfloat16",
+    )
     bits = parser.add_mutually_exclusive_group()
-    bits.add_argument("--load-4bit", action="store_true", help="quantize the LLM to 4 bits (bitsandbytes, CUDA)")
-    bits.add_argument("--load-8bit", action="store_true", help="quantize the LLM to 8 bits (bitsandbytes, CUDA)")
+    bits.add_argument(
+        "--load-4bit", action="store_true",
+        help="quantize the LLM to 4 bits (bitsandbytes; CUDA or CPU: a quarter of bf16's memory, but on CPU about "
+        "8x slower prefill than bf16)",
+    )
+    bits.add_argument(
+        "--load-8bit", action="store_true",
+        help="quantize the LLM to 8 bits (bitsandbytes; CUDA or CPU: half of bf16's memory, slower than bf16 on CPU)",
+    )
     parser.add_argument("--cache-dir", help="keep vision features on disk here, reused across sessions")
     parser.set_defaults(run=run)
 

@@ -124,9 +124,9 @@ def _weight_keys(folder: Path) -> list[str]:
     index = sorted(folder.glob("*.index.json"))
     if index:
         return list(json.loads(index[0].read_text())["weight_map"])
-    from ..model.convert import load_original_checkpoint
+    from ..model.checkpoint_files import ShardedWeights, original_weight_files
 
-    return list(load_original_checkpoint(folder)[1])
+    return list(ShardedWeights(original_weight_files(folder)).meta())  # names and shapes only, no data read
 
 
 def _is_llamavid_folder(folder: Path) -> bool:

@@ -97,6 +97,12 @@ class MediaEncoder:
             self._fingerprint = vision_fingerprint(self.model, self.processor.image_processor)
         return self._fingerprint
 
+    def _stamped_by_whole_tower(self, movie: FeatureFile) -> bool:
+        """Files extracted before fingerprints sampled the tower carry the digest of all of it: read it only then."""
+        with self._lock:
+            whole = vision_fingerprint(self.model, self.processor.image_processor, whole=True)
+        return movie.fingerprint == whole
+
     # -- the one entry point -----------------------------------------------------------------------------------
 
     def encode(self, source, kind: str | None = None, sampling: Sampling | None = None) -> MediaFeatures:
@@ -149,7 +155,7 @@ class MediaEncoder:
                 f"{path}: features of width {movie.features.shape[-1]} with {tokens} patches a frame do not fit this "
                 f"model's vision tower (width {width}, {patches} patches): extract them again with this model"
             )
-        if movie.fingerprint and movie.fingerprint != self.fingerprint:
+        if movie.fingerprint and movie.fingerprint != self.fingerprint and not self._stamped_by_whole_tower(movie):
             raise FeatureFileError(
                 f"{path}: extracted with another vision tower (fingerprint {movie.fingerprint[:12]}, this model's "
                 f"{self.fingerprint[:12]}): extract them again with this model"

@@ -3,6 +3,12 @@
 Quantization goes through transformers' `BitsAndBytesConfig` and, as in the original, covers the LLM only:
 the vision tower and the visual token generator stay in the compute dtype (they are small and precision-
 sensitive). Devices are picked by name (cuda, mps, cpu), never through `torch.cuda` calls.
+
+Memory at size: `dtype="auto"` keeps the precision the folder was saved in (bfloat16 for the converted releases),
+on a CPU as on a GPU, so a 7B loads memory-mapped at its bf16 size (about 15 GB with the vision tower) instead of
+being upcast to float32 (three times that at peak, and about 5x slower on CPU matmuls). bitsandbytes' 4- and 8-bit
+layers also run on a CPU (bitsandbytes >= 0.48): they halve or quarter the LLM's memory, at a speed cost there
+(4-bit prefill about 8x slower than bf16 on CPU, without bitsandbytes' optional compiled kernels).
 """
 
 from __future__ import annotations
@@ -37,11 +43,20 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """Default: bfloat16 on accelerators, float32 on CPU (half precision is slow and lossy there)."""
+def resolve_dtype(
+    dtype: str | torch.dtype | None, device: torch.device, stored: str | torch.dtype | None = None
+) -> torch.dtype:
+    """`auto` (or None): the `stored` dtype of the checkpoint where the device computes in it, so that loading
+    never makes a float32 copy of half-precision weights; without a stored dtype, bfloat16 on accelerators and
+    float32 on CPU. float16 weights run in bfloat16 on a CPU (same size; CPUs compute bf16 natively, fp16 slowly)."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype in (None, "auto"):
+        stored = DTYPES.get(stored, stored) if isinstance(stored, str) else stored
+        if stored in (torch.float32, torch.bfloat16):
+            return stored
+        if stored == torch.float16:
+            return torch.bfloat16 if device.type == "cpu" else torch.float16
         return torch.float32 if device.type == "cpu" else torch.bfloat16
     try:
         return DTYPES[dtype]
@@ -59,9 +74,9 @@ def quantization_config(bits: int | None, compute_dtype: torch.dtype, device: to
         raise ModelLoadError(
             f"{bits}-bit loading needs the bitsandbytes package: pip install 'llamavid[quant]' (bitsandbytes)"
         )
-    if device.type not in ("cuda", "xpu"):
+    if device.type not in ("cuda", "xpu", "cpu"):
         raise ModelLoadError(
-            f"{bits}-bit loading needs a CUDA (or XPU) device; bitsandbytes does not run on {device}"
+            f"{bits}-bit loading runs on CUDA, XPU or CPU devices; bitsandbytes does not run on {device}"
         )
     from transformers import BitsAndBytesConfig
 
@@ -74,6 +89,12 @@ def quantization_config(bits: int | None, compute_dtype: torch.dtype, device: to
             llm_int8_skip_modules=UNQUANTIZED_MODULES,
         )
     return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=UNQUANTIZED_MODULES)
+
+
+def _stored_dtype(config: LlamaVidConfig) -> torch.dtype | str | None:
+    """The dtype `save_pretrained` recorded for the weights (None when the folder does not say)."""
+    stored = config.dtype
+    return None if stored in (None, "auto") else stored
 
 
 def load_model(
@@ -105,7 +126,7 @@ def load_model(
             ) from error
         raise ModelLoadError(f"{path}/config.json is not a llamavid config: {error}") from error
     target = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, target)
+    torch_dtype = resolve_dtype(dtype, target, stored=_stored_dtype(config))
     if config.base_llm:
         if bits or device_map is not None:
             raise ModelLoadError(f"{path} adds a LoRA adapter to {config.base_llm}: load it without bits/device_map")

@@ -9,6 +9,11 @@ which `LlamaVidForConditionalGeneration.from_pretrained` and `LlamaVidProcessor.
 Conversion is a pure function over state dicts driven by the explicit rename tables below (tested in both
 directions). Every key is accounted for: renamed, merged (EVA's q/v biases), or dropped by a listed rule; any
 other key, and any weight the model needs but did not get, is an error that lists them.
+
+`convert_checkpoint` streams, so a 7B or 13B release converts on a 24 GB machine: those functions first run on
+meta tensors (shapes only) for the checks and the key map, then each output tensor is read from the memory-mapped
+inputs, renamed and cast alone, and written shard by shard in `save_pretrained`'s safetensors layout
+(`checkpoint_files`). The output is the same, byte for byte, as loading everything into a model and saving it.
 """
 
 from __future__ import annotations
@@ -24,7 +29,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..errors import LlamaVidError
+from .checkpoint_files import (
+    DEFAULT_SHARD_SIZE,
+    ConversionError,
+    ShardedWeights,
+    WeightFile,
+    original_weight_files,
+    write_sharded_safetensors,
+)
 from .configuration import LlamaVidConfig
 
 logger = logging.getLogger(__name__)
@@ -82,10 +94,6 @@ DERIVED_KEYS = (
 EMBEDDED_EVA_PREFIX = "model.vision_tower.vision_tower."
 EVA_G_WIDTH, EVA_G_BLOCKS_USED, EVA_G_HEADS = 1408, 39, 16
 BERT_BASE_WIDTH, BERT_BASE_HEADS = 768, 12
-
-
-class ConversionError(LlamaVidError, ValueError):
-    """The inputs cannot be converted: the message names the files, keys or fields at fault."""
 
 
 def _compile(pattern: str) -> re.Pattern:
@@ -398,66 +406,29 @@ __all__ = [
 
 
 def load_torch_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """A `.bin`/`.pth` state dict read with `weights_only=True` (no code runs); LAVIS files nest it under "model"."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConversionError(f"{path} does not exist")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a pickle with code in it, or not a torch file at all
-        raise ConversionError(f"{path} is not a readable weights file: {error}") from error
-    if isinstance(data, dict) and isinstance(data.get("model"), dict):
-        data = data["model"]
-    if not isinstance(data, dict):
-        raise ConversionError(f"{path} holds a {type(data).__name__}, not a state dict")
-    return data
+    """A `.bin`/`.pth` state dict read with `weights_only=True` (no code runs); LAVIS files nest it under "model".
+    Memory-mapped where the file allows it: tensors are read from disk as they are used."""
+    file = WeightFile(path)
+    return {key: file[key] for key in file.names()}
 
 
 def load_original_checkpoint(model_dir: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """(config.json, merged state dict) of a released model folder: sharded `.bin` + index, a single
-    `pytorch_model.bin`, or safetensors."""
+    `pytorch_model.bin`, or safetensors. Tensors are memory-mapped where the files allow it."""
     model_dir = Path(model_dir)
+    config = _original_config(model_dir)
+    weights = ShardedWeights(original_weight_files(model_dir))
+    return config, {key: weights[key] for key in weights.meta()}
+
+
+def _original_config(model_dir: Path) -> dict:
     config_file = model_dir / "config.json"
     if not config_file.is_file():
         raise ConversionError(f"{model_dir} has no config.json: is it a LLaMA-VID model folder?")
-    config = json.loads(config_file.read_text())
-    state_dict: dict[str, torch.Tensor] = {}
-    index_files = sorted(model_dir.glob("*.index.json"))
-    if index_files:
-        shards = sorted(set(json.loads(index_files[0].read_text())["weight_map"].values()))
-    else:
-        shards = [
-            p.name
-            for p in sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("pytorch_model*.bin"))
-        ]
-    if not shards:
-        raise ConversionError(f"{model_dir} has no weights (pytorch_model*.bin or *.safetensors)")
-    for shard in shards:
-        if shard.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            state_dict.update(load_file(model_dir / shard))
-        else:
-            state_dict.update(load_torch_file(model_dir / shard))
-    return config, state_dict
+    return json.loads(config_file.read_text())
 
 
-def convert_checkpoint(
-    model_dir: str | Path,
-    output_dir: str | Path,
-    processor_dir: str | Path,
-    qformer_vocab: str | Path | None = None,
-    eva_path: str | Path | None = None,
-    instructblip_path: str | Path | None = None,
-    hints: ArchitectureHints | None = None,
-    chat_template: str = "vicuna_v1",
-    dtype: torch.dtype | None = None,
-) -> Path:
-    """Convert a released LLaMA-VID model into `output_dir` (see the module docstring); returns `output_dir`."""
-    from .modeling import LlamaVidForConditionalGeneration
-    from .processing import LlamaVidProcessor, build_qformer_tokenizer, image_processor_from_clip_config
-
-    model_dir, output_dir = Path(model_dir), Path(output_dir)
+def _check_parts(model_dir: Path, processor_dir, qformer_vocab) -> tuple[Path, Path]:
     if not (model_dir / "config.json").is_file():
         raise ConversionError(f"{model_dir} has no config.json: is it a LLaMA-VID model folder?")
     qformer_vocab = Path(qformer_vocab) if qformer_vocab else model_dir / "vocab.txt"
@@ -473,29 +444,151 @@ def convert_checkpoint(
             f"{processor_dir} has no preprocessor_config.json: pass the original's llamavid/processor/"
             "clip-patch14-224 (or -336) folder"
         )
-    original_config, state_dict = load_original_checkpoint(model_dir)
-    eva = load_torch_file(eva_path) if eva_path else None
-    embedded = {
-        k[len(EMBEDDED_EVA_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(EMBEDDED_EVA_PREFIX)
-    }
-    instructblip = load_torch_file(instructblip_path) if instructblip_path else None
-    if instructblip:
-        state_dict = merge_instructblip(state_dict, instructblip)
-    if eva is None and not embedded:
+    return qformer_vocab, processor_config
+
+
+RELEASE_AFTER_COPYING = 256 * 1024**2
+
+
+class _ConversionPlan:
+    """The conversion worked out on meta tensors (shapes only): the rename functions above run on them, so their
+    checks (unexpected keys, unpaired biases) and `check_complete` (missing keys, shapes) are the same exact
+    errors as on real tensors; each output tensor is then made alone from the files it comes from."""
+
+    def __init__(self, model_dir: Path, eva_path, instructblip_path, original_config: dict):
+        self.model = ShardedWeights(original_weight_files(model_dir))
+        self.eva_file = WeightFile(eva_path) if eva_path else None
+        self.instructblip_file = WeightFile(instructblip_path) if instructblip_path else None
+        self.origin: dict[int, tuple] = {}  # id(meta tensor) -> (reader, key): what each output is renamed from
+        self._copied_bytes = 0
+        state_dict = self._meta(self.model, self.model.meta())
+        self.eva = self._meta(self.eva_file, self.eva_file.meta()) if self.eva_file else None
+        self.embedded_eva = {
+            k[len(EMBEDDED_EVA_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(EMBEDDED_EVA_PREFIX)
+        }
+        if self.instructblip_file is not None:
+            instructblip = self._meta(self.instructblip_file, self.instructblip_file.meta())
+            state_dict = merge_instructblip(state_dict, instructblip)
+        self.state_dict = state_dict
+        if self.eva_file is not None:
+            self.eva_file.release()
+
+    def _meta(self, reader, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        for key, value in tensors.items():
+            self.origin[id(value)] = (reader, key)
+        return tensors
+
+    def plan(self, config: LlamaVidConfig, dtype: torch.dtype | None):
+        """(model on the meta device, key -> meta tensor of the output's shape and dtype, in saving order)."""
+        from .modeling import LlamaVidForConditionalGeneration
+
+        self.config = config
+        self.renamed = original_to_ours(self.state_dict, self.eva, config)
+        with torch.device("meta"):
+            model = LlamaVidForConditionalGeneration(config)
+        check_complete(model, self.renamed)
+        self.used_eva = self.eva if self.eva is not None else self.embedded_eva
+        planned = {}
+        for key, target in model.state_dict().items():
+            # as load_state_dict into the model, then `.to(dtype)` of its floating-point tensors
+            out_dtype = dtype if dtype is not None and target.dtype.is_floating_point else target.dtype
+            planned[key] = torch.empty(target.shape, dtype=out_dtype, device="meta")
+        self.stored_dtypes = {key: target.dtype for key, target in model.state_dict().items()}
+        return model, planned
+
+    def _read(self, meta: torch.Tensor) -> torch.Tensor:
+        reader, key = self.origin[id(meta)]
+        return reader[key]
+
+    def make(self, key: str, out_dtype: torch.dtype) -> torch.Tensor:
+        meta = self.renamed[key]
+        source_storage = None
+        if id(meta) in self.origin:
+            value = self._read(meta)
+            source_storage = value.untyped_storage().data_ptr()
+        elif key.endswith("self_attn.qkv.bias"):
+            block = key.split(".")[4]
+            q_bias = self._read(self.used_eva[f"blocks.{block}.attn.q_bias"])
+            v_bias = self._read(self.used_eva[f"blocks.{block}.attn.v_bias"])
+            value = torch.cat([q_bias, torch.zeros_like(q_bias), v_bias])
+        elif key == "vision_tower.model.embeddings.position_embedding":
+            value = resize_position_embedding(self._read(self.used_eva["pos_embed"]), self.config.patch_grid_side)
+        else:
+            raise AssertionError(f"no rule makes {key}")
+        stored = self.stored_dtypes[key]
+        if value.dtype != stored and not (
+            stored == torch.float32 and out_dtype.is_floating_point and value.dtype in (torch.float16, torch.bfloat16)
+        ):
+            value = value.to(stored)  # the model's own dtype first, as load_state_dict copies; exact widenings skipped
+        value = value.to(out_dtype)
+        if value.untyped_storage().data_ptr() != source_storage:
+            self._copied_bytes += value.nbytes
+        return value
+
+    def release_copied_inputs(self) -> None:
+        """Unmap the inputs once enough of them was copied (cast or merged) rather than passed on as views: their
+        pages are then needed no more, and an unmap costs a re-read of the files' index, so not after each tensor."""
+        if self._copied_bytes >= RELEASE_AFTER_COPYING:
+            self.release()
+
+    def release(self) -> None:
+        self._copied_bytes = 0
+        for reader in (self.model, self.eva_file, self.instructblip_file):
+            if reader is not None:
+                reader.release()
+
+
+def convert_checkpoint(
+    model_dir: str | Path,
+    output_dir: str | Path,
+    processor_dir: str | Path,
+    qformer_vocab: str | Path | None = None,
+    eva_path: str | Path | None = None,
+    instructblip_path: str | Path | None = None,
+    hints: ArchitectureHints | None = None,
+    chat_template: str = "vicuna_v1",
+    dtype: torch.dtype | None = None,
+    max_shard_size: int | str = DEFAULT_SHARD_SIZE,
+) -> Path:
+    """Convert a released LLaMA-VID model into `output_dir` (see the module docstring); returns `output_dir`.
+
+    Streams: the inputs are memory-mapped and each output shard (at most `max_shard_size`) is made and written
+    before the next, so memory stays near one output shard plus the input pages it reads, whatever the model's
+    size; no model is built with real weights (the checks use one on the meta device)."""
+    from .processing import LlamaVidProcessor, build_qformer_tokenizer, image_processor_from_clip_config
+
+    model_dir, output_dir = Path(model_dir), Path(output_dir)
+    qformer_vocab, processor_config = _check_parts(model_dir, processor_dir, qformer_vocab)
+    original_config = _original_config(model_dir)
+    plan = _ConversionPlan(model_dir, eva_path, instructblip_path, original_config)
+    if plan.eva is None and not plan.embedded_eva:
         raise ConversionError(
             f"{model_dir} holds no vision tower weights: pass the EVA-ViT-G file with --eva"
         )
     image_processor = image_processor_from_clip_config(processor_config)
     image_size = image_processor.crop_size["height"]
-    config = build_config(original_config, state_dict, eva or embedded, image_size, hints, chat_template)
-    weights = original_to_ours(state_dict, eva, config)
+    config = build_config(
+        original_config, plan.state_dict, plan.eva or plan.embedded_eva, image_size, hints, chat_template
+    )
+    model, planned = plan.plan(config, dtype)
 
-    model = LlamaVidForConditionalGeneration(config)
-    check_complete(model, weights)
-    model.load_state_dict(weights, strict=True)
-    if dtype is not None:
-        model.to(dtype)
-    model.save_pretrained(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_sharded_safetensors(
+        output_dir,
+        planned,
+        lambda key: plan.make(key, planned[key].dtype),
+        total_parameters=model.num_parameters(),
+        max_shard_size=max_shard_size,
+        after_tensor=plan.release_copied_inputs,
+        after_shard=plan.release,
+    )
+    # what save_pretrained writes beside the weights
+    first_float = next(v.dtype for v in planned.values() if v.dtype.is_floating_point)
+    model.config.dtype = str(first_float).split(".")[1]
+    model.config.architectures = [type(model).__name__]
+    model.config.save_pretrained(output_dir)
+    if model.can_generate():
+        model.generation_config.save_pretrained(output_dir)
 
     tokenizer = None
     if any((model_dir / name).exists() for name in ("tokenizer.model", "tokenizer.json")):
