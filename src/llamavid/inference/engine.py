@@ -152,7 +152,7 @@ class ChatEngine:
                 ids, mask = self.processor.tokenize_qformer([prompt])
                 with torch.inference_mode():
                     tokens = self.model.get_visual_tokens(
-                        media.features.to(self.device, self.encoder.vision_dtype),
+                        media.features.to(self.device),  # cast per chunk by the model
                         ids.to(self.device),
                         mask.to(self.device),
                         torch.tensor([media.num_frames], device=self.device),
