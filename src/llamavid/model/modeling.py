@@ -408,6 +408,48 @@ class LlamaVidForConditionalGeneration(LlamaVidPreTrainedModel, GenerationMixin)
             visual_tokens=visual_tokens,
         )
 
+    def prefill(self, inputs: dict, cache, chunk_size: int) -> dict:
+        """Run the prompt of `inputs` (model inputs of a batch, left-padded) but its last position through the LLM
+        `chunk_size` positions at a time, filling `cache`; returns the inputs that `generate` continues from (the
+        text and attention mask, no visual inputs: the cache holds them).
+
+        One pass over a long prompt keeps activations for every position at once (the MLP's alone are
+        positions x intermediate width); chunks bound them by `chunk_size`, while the cache, the spliced
+        embeddings and the mask grow with the prompt as they do in one pass. Equal to one pass within float
+        tolerance. The last position is left to `generate`, whose first step then yields the first token.
+        """
+        input_ids = inputs["input_ids"]
+        attention_mask = inputs.get("attention_mask")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        visual_tokens = inputs.get("visual_tokens")
+        if visual_tokens is None and inputs.get("vision_features") is not None:
+            visual_tokens = self._visual_tokens_for_forward(
+                None,
+                inputs["vision_features"],
+                inputs.get("vision_features_include_cls", True),
+                inputs.get("media_frame_counts"),
+                inputs.get("qformer_input_ids"),
+                inputs.get("qformer_attention_mask"),
+                inputs.get("segment_media_index"),
+            )
+        if (input_ids[:, -1] == self.config.image_token_id).any():
+            raise ValueError("a prompt cannot end with a visual placeholder")
+        embeddings = self.embed_inputs(input_ids[:, :-1], visual_tokens)  # (B, L - 1, H)
+        del visual_tokens
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        for start in range(0, embeddings.shape[1], chunk_size):
+            stop = min(start + chunk_size, embeddings.shape[1])
+            self.language_model(
+                inputs_embeds=embeddings[:, start:stop],
+                attention_mask=attention_mask[:, :stop],
+                position_ids=position_ids[:, start:stop],
+                use_cache=True,
+                logits_to_keep=1,
+                **{CACHE_KEY: cache},
+            )
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
     def prepare_inputs_for_generation(self, *args, is_first_iteration: bool | None = False, **kwargs):
         """Visual inputs belong to the prompt: after the prefill the KV cache holds them, so drop them."""
         inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)
