@@ -1,9 +1,11 @@
 """Helpers for tests, benchmarks and examples: tiny random models (from `llamavid.toy.tiny`, re-exported here
-under their long-standing names), real test videos and label-span reading. Nothing in the package imports this
+under their long-standing names), random checkpoints in the released layout at real widths
+(`write_release_checkpoint`, from `llamavid.toy.release_layout`), real test videos and label-span reading. Nothing in the package imports this
 module."""
 
 from __future__ import annotations
 
+from .toy.release_layout import ReleaseCheckpoint, write_release_checkpoint
 from .toy.tiny import (
     tiny_config,
     tiny_image_processor,
@@ -96,6 +98,7 @@ def supervised_spans(labels: list[int], ignore_index: int = -100) -> list[tuple[
 
 
 __all__ = [
+    "ReleaseCheckpoint",
     "supervised_spans",
     "tiny_config",
     "tiny_image_processor",
@@ -103,5 +106,6 @@ __all__ = [
     "tiny_qformer_tokenizer",
     "tiny_tokenizer",
     "write_movienet_movie",
+    "write_release_checkpoint",
     "write_test_video",
 ]
