@@ -38,6 +38,10 @@ PREFILL_MLP_TENSORS = 3  # live (positions x intermediate) tensors (gate, up, th
 class MemoryPlanError(LlamaVidError, RuntimeError):
     """A question that does not fit the device's memory, refused before anything was loaded."""
 
+    def __init__(self, message: str, plan: Plan):
+        super().__init__(message)
+        self.plan = plan
+
 
 @dataclass
 class Workload:
@@ -91,10 +95,10 @@ class Plan:
         return self.available is None or self.need <= self.available
 
     def table(self) -> str:
-        rows = [f"{name:<34} {value / GB:8.2f} GB" for name, value in self.parts.items()]
-        rows.append(f"{'need (peak, at the ' + self.stage + ')':<34} {self.need / GB:8.2f} GB")
+        rows = [f"{name:<40} {value / GB:8.2f} GB" for name, value in self.parts.items()]
+        rows.append(f"{'need (peak, at the ' + self.stage + ')':<40} {self.need / GB:8.2f} GB")
         if self.available is not None:
-            rows.append(f"{'available on ' + self.device:<34} {self.available / GB:8.2f} GB")
+            rows.append(f"{'available on ' + self.device:<40} {self.available / GB:8.2f} GB")
         return "\n".join(rows)
 
 
@@ -248,7 +252,8 @@ def check(config, workload: Workload, settings: Settings, available: float | Non
     raise MemoryPlanError(
         f"this question needs about {plan.need / GB:.1f} GB at the {plan.stage} ({shares}; {workload.frames} "
         f"frames, {workload.prompt_tokens} prompt tokens) but {plan.available / GB:.1f} GB is available on "
-        f"{settings.device}{hint}"
+        f"{settings.device}{hint}",
+        plan,
     )
 
 
@@ -278,6 +283,45 @@ def check_before_loading(
     workload = workload_for(processor, question, max_new_tokens, **inputs)
     settings = Settings(resolve_dtype(dtype, target), bits, kv_cache_dtype, str(target))
     return check(config, workload, settings, available)
+
+
+def sample_workload(config, sample, max_new_tokens: int) -> Workload:
+    """The workload of a built prompt (`llamavid.inference.inputs.Sample`) whose media are already encoded."""
+    frames = sum(sample.item_frames[segment] for segment in sample.segments)
+    block = sample.blocks[0] if sample.blocks else None
+    shape = tuple(block.shape) if block is not None else (0, 0, 0)
+    return Workload(
+        frames=frames,
+        feature_tokens=shape[1],
+        feature_width=shape[2],
+        feature_bytes=block.element_size() if block is not None else 2,
+        fixed_tokens=len(sample.ids),
+        tokens_per_frame=0.0,
+        max_new_tokens=max_new_tokens,
+    )
+
+
+def check_loaded(model, samples, max_new_tokens: int, kv_cache_dtype: str = "auto") -> Plan:
+    """For a model already loaded, with its inputs' media already encoded: `MemoryPlanError` unless what the
+    question stage and the prefill of `samples` (one batch) add fits what `model`'s device has free now."""
+    device = model.get_input_embeddings().weight.device
+    available = available_memory(device)
+    dtype = model.get_input_embeddings().weight.dtype
+    settings = Settings(dtype, None, kv_cache_dtype, str(device))
+    total = Plan(device=str(device), available=available)
+    for sample in samples:
+        plan = plan_question(model.config, sample_workload(model.config, sample, max_new_tokens), settings)
+        for name, value in plan.parts.items():
+            if not name.startswith(("runtime", "weights", "vision features")):  # those are in memory already
+                total.parts[name] = total.parts.get(name, 0.0) + value
+        total.stage = plan.stage
+    if total.fits:
+        return total
+    raise MemoryPlanError(
+        f"this request needs about {total.need / GB:.1f} GB more at the {total.stage} but {available / GB:.1f} GB "
+        f"is free on {device}: send fewer frames (max_frames), a shorter prompt or fewer max_tokens",
+        total,
+    )
 
 
 # -- workloads from inputs, before any weight is read ------------------------------------------------------------
@@ -333,7 +377,7 @@ def workload_for(processor, question: str, max_new_tokens: int, *, features=None
                  fps: float | None = None, max_frames: int | None = None, template: str | None = None) -> Workload:
     """The workload of `question` about a feature file, a video, an image or nothing, its prompt built by the
     real prompt builder over shape-only (meta) features; a prompt too long for the context is refused here."""
-    from .encoder import MediaFeatures
+    from .encoder import MediaFeatures, movie_frames
     from .inputs import Turn, build_sample
 
     config = processor.config
@@ -341,8 +385,9 @@ def workload_for(processor, question: str, max_new_tokens: int, *, features=None
     if features is not None:
         shape, size, subtitles, include_cls = feature_file_shape(features)
         frames = shape[0]
-        if max_frames and frames > max_frames:  # what --max-frames would keep of a movie
-            frames, subtitles = max_frames, subtitles[:max_frames]
+        keep = movie_frames(frames, max_frames)  # what --max-frames keeps of a movie
+        if keep is not None:
+            frames, subtitles = len(keep), [subtitles[i] for i in keep]
         meta = torch.empty((frames, *shape[1:]), dtype=torch.float16, device="meta")
         media = MediaFeatures(meta, "movie", include_cls=include_cls, subtitles=subtitles)
         encode = False
@@ -385,8 +430,10 @@ __all__ = [
     "available_memory",
     "check",
     "check_before_loading",
+    "check_loaded",
     "feature_file_shape",
     "plan_question",
+    "sample_workload",
     "video_frames",
     "workload_for",
 ]
