@@ -83,6 +83,7 @@ class Plan:
 
     parts: dict[str, float] = field(default_factory=dict)
     stage: str = ""  # the stage where the peak lies
+    stages: dict[str, float] = field(default_factory=dict)  # the peak of each stage
     available: float | None = None
     device: str = "cpu"
 
@@ -96,6 +97,7 @@ class Plan:
 
     def table(self) -> str:
         rows = [f"{name:<40} {value / GB:8.2f} GB" for name, value in self.parts.items()]
+        rows += [f"{'peak of the ' + name:<40} {value / GB:8.2f} GB" for name, value in self.stages.items()]
         rows.append(f"{'need (peak, at the ' + self.stage + ')':<40} {self.need / GB:8.2f} GB")
         if self.available is not None:
             rows.append(f"{'available on ' + self.device:<40} {self.available / GB:8.2f} GB")
@@ -159,13 +161,15 @@ def plan_question(config, workload: Workload, settings: Settings) -> Plan:
         activations += 2 * 2 * heads * head_dim * total * compute
     embeddings = length * hidden * compute
     prefill = embeddings + kv + activations
-    if question >= prefill:
+    base = sum(parts.values())
+    stages = {"question stage": base + question + visual_tokens, "prefill": base + prefill}
+    if question + visual_tokens >= prefill:
         parts.update({"question stage (one chunk of frames)": question, "visual tokens": visual_tokens})
         stage = "question stage"
     else:
         parts.update({"prompt embeddings": embeddings, "KV cache": kv, "prefill activations": activations})
         stage = "prefill"
-    return Plan(parts, stage, device=settings.device)
+    return Plan(parts, stage, device=settings.device, stages=stages)
 
 
 _COUNTS: dict = {}
