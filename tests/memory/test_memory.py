@@ -121,7 +121,7 @@ def test_generator_prefills_long_prompts_in_chunks_with_the_same_answer(model_an
         engine.generator.configure(prefill_chunk_size=chunk)
         calls = []
         original = model.prefill
-        model.prefill = lambda *a, **k: calls.append(1) or original(*a, **k)
+        model.prefill = lambda *a, calls=calls, original=original, **k: calls.append(1) or original(*a, **k)
         try:
             from llamavid.inference.encoder import MediaFeatures
 
