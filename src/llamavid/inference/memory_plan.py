@@ -57,6 +57,7 @@ class Workload:
     tokens_per_frame: float  # prompt tokens a frame adds (visual tokens + subtitles)
     max_new_tokens: int = 512
     encode: bool = False  # frames go through the vision tower (a video or image, not a feature file)
+    qformer_tokens: int = 32  # the Q-Former prompt's length in BERT tokens
 
     @property
     def prompt_tokens(self) -> int:
@@ -143,7 +144,7 @@ def plan_question(config, workload: Workload, settings: Settings) -> Plan:
     rows = min(config.qformer_chunk_size, max(frames, 1))
     tokens, width = workload.feature_tokens, workload.feature_width
     qformer = config.qformer_config
-    sequence = config.num_query + config.qformer_max_length
+    sequence = config.num_query + min(workload.qformer_tokens, config.qformer_max_length)
     per_row = tokens * width * (3 * compute + 8) + sequence * qformer.hidden_size * QFORMER_ROW_TENSORS * 4
     per_row += 2 * qformer.num_attention_heads * sequence * tokens * 4
     question = rows * per_row
@@ -302,6 +303,7 @@ def sample_workload(config, sample, max_new_tokens: int) -> Workload:
         fixed_tokens=len(sample.ids),
         tokens_per_frame=0.0,
         max_new_tokens=max_new_tokens,
+        qformer_tokens=max((len(prompt.split()) * 2 + 2 for prompt in sample.prompts), default=0),
     )
 
 
@@ -413,6 +415,7 @@ def workload_for(processor, question: str, max_new_tokens: int, *, features=None
         base, per_frame = len(sample.ids), 0.0
     if not encode and features is None:
         size = 2
+    qformer_tokens = int(processor.tokenize_qformer([question])[1].sum())
     return Workload(
         frames=frames,
         feature_tokens=shape[1],
@@ -422,6 +425,7 @@ def workload_for(processor, question: str, max_new_tokens: int, *, features=None
         tokens_per_frame=per_frame,
         max_new_tokens=max_new_tokens,
         encode=encode,
+        qformer_tokens=qformer_tokens,
     )
 
 
