@@ -76,6 +76,27 @@ def quantization_config(bits: int | None, compute_dtype: torch.dtype, device: to
     return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=UNQUANTIZED_MODULES)
 
 
+def model_config(path: str | Path) -> tuple[Path, LlamaVidConfig]:
+    """(folder, config) of a llamavid folder or hub name, or a `ModelLoadError` saying what the folder is."""
+    from ..hub.models import resolve_model
+
+    path = resolve_model(path)
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(
+            f"{path} is not a llamavid model folder (no config.json): give a folder, a hub name such as "
+            "YanweiLi/llama-vid-7b-full-224-video-fps-1, or convert a release with `llamavid convert`"
+        )
+    try:
+        return path, LlamaVidConfig.from_pretrained(path)
+    except (OSError, ValueError, TypeError) as error:  # a damaged or foreign config.json
+        if '"llava"' in (path / "config.json").read_text():
+            raise ModelLoadError(
+                f"{path} is a checkpoint in the original LLaMA-VID layout: convert it once with "
+                f"`llamavid convert --model {path} --out OUT` and load OUT"
+            ) from error
+        raise ModelLoadError(f"{path}/config.json is not a llamavid config: {error}") from error
+
+
 def load_model(
     path: str | Path,
     device: str = "auto",
@@ -85,25 +106,10 @@ def load_model(
 ):
     """(model, processor) from a llamavid folder or a hub name (a released checkpoint is downloaded and converted
     once, see `llamavid.hub`), ready for inference."""
-    from ..hub.models import resolve_model
     from ..model.modeling import LlamaVidForConditionalGeneration
     from ..model.processing import LlamaVidProcessor
 
-    path = resolve_model(path)
-    if not (path / "config.json").is_file():
-        raise ModelLoadError(
-            f"{path} is not a llamavid model folder (no config.json): give a folder, a hub name such as "
-            "YanweiLi/llama-vid-7b-full-224-video-fps-1, or convert a release with `llamavid convert`"
-        )
-    try:
-        config = LlamaVidConfig.from_pretrained(path)
-    except (OSError, ValueError, TypeError) as error:  # a damaged or foreign config.json
-        if '"llava"' in (path / "config.json").read_text():
-            raise ModelLoadError(
-                f"{path} is a checkpoint in the original LLaMA-VID layout: convert it once with "
-                f"`llamavid convert --model {path} --out OUT` and load OUT"
-            ) from error
-        raise ModelLoadError(f"{path}/config.json is not a llamavid config: {error}") from error
+    path, config = model_config(path)
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target)
     if config.base_llm:
@@ -134,6 +140,7 @@ __all__ = [
     "ModelLoadError",
     "load_llm",
     "load_model",
+    "model_config",
     "quantization_config",
     "resolve_device",
     "resolve_dtype",

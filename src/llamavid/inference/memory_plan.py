@@ -276,13 +276,10 @@ def check_before_loading(
 ) -> Plan:
     """`check` for a question to the model folder `model`, reading only its config and tokenizers; `inputs` are
     `workload_for`'s (features=, video=, image=, fps=, max_frames=, template=)."""
-    from ..hub.models import resolve_model
-    from ..model.configuration import LlamaVidConfig
     from ..model.processing import LlamaVidProcessor
-    from .loading import resolve_device, resolve_dtype
+    from .loading import model_config, resolve_device, resolve_dtype
 
-    path = resolve_model(model)
-    config = LlamaVidConfig.from_pretrained(path)
+    path, config = model_config(model)
     processor = LlamaVidProcessor.from_pretrained(path, config=config)
     target = resolve_device(device)
     workload = workload_for(processor, question, max_new_tokens, **inputs)
@@ -363,19 +360,16 @@ def feature_file_shape(path: str | os.PathLike) -> tuple[tuple[int, ...], int, l
 
 
 def video_frames(path: str | os.PathLike, fps: float, max_frames: int | None) -> int:
-    """Frames a video will give at `fps` (its container's duration), at most `max_frames`."""
-    path = Path(path)
+    """Frames a video (or a folder of frames) will give at `fps`, at most `max_frames`, from its container's
+    duration; a file that cannot be read is refused as `load_video` would refuse it."""
+    from ..media.video import video_duration
+
+    path = Path(path).expanduser()
     if path.is_dir():
         count = sum(1 for child in path.iterdir() if child.is_file())
     else:
-        import av
-
-        with av.open(str(path)) as container:
-            duration = (container.duration or 0) / 1e6
-            if not duration and container.streams.video:
-                stream = container.streams.video[0]
-                duration = float((stream.duration or 0) * (stream.time_base or 0))
-        count = max(1, math.ceil(duration * fps))
+        duration = video_duration(path)
+        count = max(1, math.ceil(duration * fps)) if math.isfinite(duration) else max_frames or 1
     return min(count, max_frames) if max_frames else count
 
 
