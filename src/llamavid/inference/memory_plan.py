@@ -215,10 +215,11 @@ def _host_available() -> float | None:
 
 
 def alternatives(config, workload: Workload, settings: Settings, available: float) -> list[str]:
-    """Settings that would fit in `available` bytes, as flags: a quantized KV cache, 4-bit weights, both, or
-    fewer frames."""
+    """Settings that would fit in `available` bytes, as flags: half precision (where the plan was float32), a
+    quantized KV cache, 4-bit weights, both, or fewer frames; at most two of the first kinds."""
     found = []
-    trials = [
+    half = [("--dtype bfloat16", dict(dtype=torch.bfloat16))] if settings.dtype == torch.float32 else []
+    trials = half + [
         ("--kv-cache-dtype int8", dict(kv_cache_dtype="int8")),
         ("--kv-cache-dtype int4", dict(kv_cache_dtype="int4")),
         ("--load-4bit", dict(bits=4)),
