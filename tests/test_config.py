@@ -64,15 +64,17 @@ SAVED_CONFIGS = Path(__file__).parent / "data" / "saved_configs"
 
 # What the folders in SAVED_CONFIGS hold: `<name>-<transformers version that saved it>/config.json`, written by
 # `config.save_pretrained` on the lowest supported transformers (5.16, sub-configs built by LlamaVidConfig) and
-# on one with `SubConfigSpec` (5.24, sub-configs built by transformers).
+# on one with `SubConfigSpec` (5.24, sub-configs built by transformers). They were saved when the default
+# qformer_chunk_size was 256 (now 64), which they hold.
 SAVED = {
     "tiny": lambda: tiny_config(
+        qformer_chunk_size=256,
         compress="grid",
         grid_size=2,
         chat_template="imgsp_v1",
         text_overrides={"rope_parameters": {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0}},
     ),
-    "default": lambda: LlamaVidConfig(vision_config={"image_size": 336}),
+    "default": lambda: LlamaVidConfig(vision_config={"image_size": 336}, qformer_chunk_size=256),
 }
 
 

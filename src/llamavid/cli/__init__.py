@@ -14,10 +14,10 @@ import os
 import sys
 
 from ..errors import LlamaVidError
-from . import chat, convert, demo, export_vllm, extract, serve, synthetic, train
+from . import chat, convert, demo, export_vllm, extract, plan, serve, synthetic, train
 from . import eval as evaluate
 
-COMMANDS = (chat, convert, demo, evaluate, export_vllm, extract, serve, synthetic, train)
+COMMANDS = (chat, convert, demo, evaluate, export_vllm, extract, plan, serve, synthetic, train)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from .flags import add_settings_flags, settings_from_args
+from .plan import add_memory_flags, check_args
 
 
 def register(commands) -> None:
@@ -43,6 +44,7 @@ def register(commands) -> None:
         help="quantize the LLM to 8 bits (bitsandbytes; CUDA or CPU: half of bf16's memory, slower than bf16 on CPU)",
     )
     parser.add_argument("--cache-dir", help="keep vision features on disk here, reused across sessions")
+    add_memory_flags(parser)
     parser.set_defaults(run=run)
 
 
@@ -58,9 +60,10 @@ def run(args: argparse.Namespace) -> int:
     if args.template:
         get_template(args.template)  # fail before loading the model
     bits = 4 if args.load_4bit else 8 if args.load_8bit else None
+    check_args(args, args.prompt or "", settings.max_new_tokens)  # refuse what cannot fit before loading anything
     engine = ChatEngine.from_pretrained(
         args.model, device=args.device, dtype=args.dtype, bits=bits, cache_dir=args.cache_dir,
-        fps=sampling.fps, max_frames=sampling.max_frames,
+        fps=sampling.fps, max_frames=sampling.max_frames, kv_cache_dtype=args.kv_cache_dtype,
     )
     conversation = Conversation(engine, settings, args.template, args.image or args.video or args.features)
     if args.prompt is not None:

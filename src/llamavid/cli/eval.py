@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..eval import BENCHMARK_NAMES
 from .flags import add_settings_flags, settings_from_args
+from .plan import add_memory_flags
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -18,6 +19,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from ..eval import get_benchmark
     from ..eval.runner import AnswerGenerator, RunSettings, run_benchmark
+    from ..inference.generation import generator_for
     from .output_folders import check_writable_folder
 
     settings = settings_from_args(args, RunSettings, model_id=args.model_id or Path(args.model).name)
@@ -33,6 +35,7 @@ def _run(args: argparse.Namespace) -> int:
     # read every question file first: a data mistake should not wait for a 7B model to load
     questions = {bench.name: bench.load(folders[bench.name], settings.split) for bench in benches}
     model, processor = load_model(args.model, device=args.device, dtype=args.dtype)
+    generator_for(model, processor).configure(kv_cache_dtype=args.kv_cache_dtype)
     for bench in benches:
         cache = Path(settings.feature_cache) if settings.feature_cache else Path(args.out) / "features"
         generator = AnswerGenerator(model, processor, cache if bench.video else None)
@@ -126,6 +129,7 @@ def register(commands) -> None:
     run.add_argument("--out", required=True, help="folder for answers (<bench>.jsonl) and the video feature cache")
     run.add_argument("--device", default="auto")
     run.add_argument("--dtype", default=None, help="float32, float16 or bfloat16 (default: per device)")
+    add_memory_flags(run)
     add_settings_flags(run, RunSettings)
     run.set_defaults(run=_run)
 

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from .flags import add_settings_flags, settings_from_args
+from .plan import add_memory_flags
 
 TINY_NAME = "llamavid-tiny-random"
 DEMO_NAME = "llamavid-demo"
@@ -30,6 +31,7 @@ def register(commands) -> None:
     parser.add_argument("--dtype", default="auto", help="auto, float32, float16 or bfloat16")
     parser.add_argument("--cache-dir", help="keep vision features on disk here, reused across restarts")
     add_settings_flags(parser, ServeSettings)
+    add_memory_flags(parser)
     parser.set_defaults(run=run)
 
 
@@ -82,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         engine, name = default_engine(cache_dir=args.cache_dir, **options)
     settings = serve_settings(args, name)
+    engine.generator.configure(kv_cache_dtype=args.kv_cache_dtype)
 
     import uvicorn
 

@@ -25,6 +25,7 @@ import torch
 
 from ..media import MediaNotFoundError, load_image, load_video
 from ..media.frames import IMAGE_SUFFIXES as FRAME_SUFFIXES
+from ..media.sampling import uniform_indices
 from ..model.processing import Video
 from .feature_files import FeatureFile, FeatureFileError, read_feature_file
 from .features import FeatureCache, cache_key, content_digest, vision_fingerprint
@@ -56,6 +57,13 @@ class MediaFeatures:
     @property
     def num_frames(self) -> int:
         return int(self.features.shape[0])
+
+
+def movie_frames(total: int, max_frames: int | None):
+    """Indices of the frames of a `total`-frame movie that `max_frames` keeps (uniformly spread), or None for all."""
+    if not max_frames or total <= max_frames:
+        return None
+    return uniform_indices(total, max_frames)
 
 
 class MediaEncoder:
@@ -162,12 +170,18 @@ class MediaEncoder:
             )
         if len(movie.subtitles) != movie.num_frames:
             raise FeatureFileError(f"{path}: {movie.num_frames} frames but {len(movie.subtitles)} subtitle lists")
+        features, timestamps, subtitles = movie.features, list(movie.timestamps), movie.subtitles
+        keep = movie_frames(movie.num_frames, self.sampling.max_frames)
+        if keep is not None:  # --max-frames: frames spread uniformly over the movie, with their subtitles
+            features = features[torch.from_numpy(keep)]
+            timestamps = [timestamps[i] for i in keep]
+            subtitles = [subtitles[i] for i in keep]
         return MediaFeatures(
-            movie.features,
+            features,
             "movie",
-            timestamps=list(movie.timestamps),
+            timestamps=timestamps,
             include_cls=movie.include_cls,
-            subtitles=movie.subtitles,
+            subtitles=subtitles,
             source=str(path),
             fingerprint=movie.fingerprint,
         )

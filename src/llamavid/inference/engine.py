@@ -25,6 +25,7 @@ from .encoder import MediaEncoder, MediaFeatures, Sampling
 from .features import FeatureCache
 from .generation import GenerationSettings, Row, generator_for
 from .inputs import ContextLengthError, Sample, Turn, build_sample, collate
+from .memory_plan import check_loaded
 
 TOKEN_CACHE_ITEMS = 16
 
@@ -60,15 +61,18 @@ class ChatEngine:
         max_frames: int | None = None,
         vision_batch_size: int = 32,
         decode_at_model_size: bool = True,
+        kv_cache_dtype: str | None = None,
     ):
         """`decode_at_model_size` scales frames while decoding (fast); False decodes at the native size and lets
-        the image processor resize, as the original did (evaluation uses it for fidelity)."""
+        the image processor resize, as the original did (evaluation uses it for fidelity). `kv_cache_dtype`
+        (`auto`, `int8`, `int4`) sets the KV cache's precision for every generation on this model."""
         self.model = model
         self.processor = processor
         self.config = model.config
         sampling = Sampling(fps=fps, max_frames=max_frames, decode_at_model_size=decode_at_model_size)
         self.encoder = MediaEncoder(model, processor, cache, sampling, vision_batch_size)
         self.generator = generator_for(model, processor)
+        self.generator.configure(kv_cache_dtype=kv_cache_dtype)
         self._tokens: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
     @classmethod
@@ -152,7 +156,7 @@ class ChatEngine:
                 ids, mask = self.processor.tokenize_qformer([prompt])
                 with torch.inference_mode():
                     tokens = self.model.get_visual_tokens(
-                        media.features.to(self.device, self.encoder.vision_dtype),
+                        media.features.to(self.device),  # cast per chunk by the model
                         ids.to(self.device),
                         mask.to(self.device),
                         torch.tensor([media.num_frames], device=self.device),
@@ -203,9 +207,11 @@ class ChatEngine:
         self, samples: Sequence[Sample], settings: GenerationSettings, stops: Sequence[Sequence[str]] = ()
     ) -> list[str]:
         """Answers to samples that share a `batch_key`, generated as one batch; `stops[i]` adds stop strings to
-        sample i's own end of turn."""
+        sample i's own end of turn. A batch that cannot fit the device's free memory is refused first
+        (`MemoryPlanError`), before any Q-Former or LLM work."""
         extra = list(stops) or [()] * len(samples)
         rows = [Row(settings.max_new_tokens, [*s.stop, *more]) for s, more in zip(samples, extra, strict=True)]
+        check_loaded(self.model, samples, settings.max_new_tokens, self.generator.kv_cache_dtype)
         inputs = collate(self.processor, list(samples), self.device, self.encoder.vision_dtype)
         self.generator.run(inputs, rows, settings)
         return [row.text for row in rows]

@@ -13,6 +13,9 @@ training's held-out evaluation) goes through `Generator.run`:
 * One lock per model (`generator_for`): two generations never run at once on one model, whichever thread asks,
   so what a generation sets on the model for its duration (the random seed, a visual-only LoRA's choice of
   adapter per row) belongs to exactly one generation.
+* Memory: the KV cache is kept in `kv_cache_dtype` (`auto`, `int8`, `int4`: `llamavid.inference.kv_cache`), and a
+  prompt longer than `prefill_chunk_size` positions is prefilled in chunks of that size (`model.prefill`), so its
+  activations stay bounded however long the movie.
 """
 
 from __future__ import annotations
@@ -27,7 +30,11 @@ from dataclasses import dataclass, field
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from ..model.transformers_compat import CACHE_KEY
+from .kv_cache import kv_cache_bits, new_cache
 from .settings import GenerationSettings
+
+PREFILL_CHUNK_SIZE = 2048
 
 
 def generate_arguments(settings: GenerationSettings, pad_token_id: int, max_new_tokens: int) -> dict:
@@ -167,6 +174,16 @@ class Generator:
         self.model = model
         self.processor = processor
         self.lock = threading.Lock()
+        self.kv_cache_dtype = "auto"
+        self.prefill_chunk_size = PREFILL_CHUNK_SIZE
+
+    def configure(self, kv_cache_dtype: str | None = None, prefill_chunk_size: int | None = None) -> None:
+        """Memory settings of every later generation on this model (None: leave as it is)."""
+        if kv_cache_dtype is not None:
+            kv_cache_bits(kv_cache_dtype)  # refuses an unknown name now, not at the first question
+            self.kv_cache_dtype = kv_cache_dtype
+        if prefill_chunk_size is not None:
+            self.prefill_chunk_size = max(1, prefill_chunk_size)
 
     @property
     def eos_ids(self) -> set[int]:
@@ -185,6 +202,15 @@ class Generator:
         with self.lock, torch.inference_mode():
             if settings.seed is not None:
                 torch.manual_seed(settings.seed)
+            cache = new_cache(self.kv_cache_dtype, self.model.config.get_text_config())
+            if inputs["input_ids"].shape[1] > self.prefill_chunk_size:
+                if cache is None:
+                    from transformers import DynamicCache
+
+                    cache = DynamicCache()
+                inputs = self.model.prefill(dict(inputs), cache, self.prefill_chunk_size)
+            if cache is not None:
+                arguments[CACHE_KEY] = cache
             self.model.generate(**inputs, **arguments, stopping_criteria=StoppingCriteriaList([stopping]))
         stopping.finish_all("length")
         return rows
@@ -234,6 +260,7 @@ def generator_for(model, processor) -> Generator:
 
 
 __all__ = [
+    "PREFILL_CHUNK_SIZE",
     "GenerationSettings",
     "Generator",
     "Row",

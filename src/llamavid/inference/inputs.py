@@ -191,8 +191,10 @@ def check_length(length: int, limit: int, frame_tokens: int, showings: list[int]
 
 
 def collate(processor, samples: list[Sample], device=None, dtype: torch.dtype | None = None) -> dict:
-    """Left-padded model inputs for samples sharing a `batch_key` (vision features moved to `device` and
-    `dtype`, the vision tower's); placeholders fill in reading order."""
+    """Left-padded model inputs for samples sharing a `batch_key`; placeholders fill in reading order.
+
+    Vision features move to `device` but keep their stored dtype (a movie's float16): the model casts them to
+    `dtype` (the weights') one chunk of frames at a time, so no second whole copy lives through `generate`."""
     blocks, counts, segment_index, prompts = [], [], [], []
     for sample in samples:
         offset = len(counts)
@@ -203,7 +205,7 @@ def collate(processor, samples: list[Sample], device=None, dtype: torch.dtype | 
     inputs = processor.pad([sample.ids for sample in samples], "left")
     if blocks:
         features = blocks[0] if len(blocks) == 1 else torch.cat(blocks)  # (F, T, V); a movie is not copied
-        inputs["vision_features"] = features.to(device=device, dtype=dtype)
+        inputs["vision_features"] = features.to(device=device)
         inputs["vision_features_include_cls"] = samples[0].include_cls
         inputs["media_frame_counts"] = torch.tensor(counts, dtype=torch.long)
         inputs["qformer_input_ids"], inputs["qformer_attention_mask"] = processor.tokenize_qformer(prompts)

@@ -14,6 +14,7 @@ layers also run on a CPU (bitsandbytes >= 0.48): they halve or quarter the LLM's
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
 
 import torch
@@ -22,6 +23,8 @@ from ..errors import ModelLoadError
 from ..model.configuration import LlamaVidConfig
 from .adapter_folder import load_adapter_model, save_adapter_model
 from .llm_sources import load_llm
+
+logger = logging.getLogger(__name__)
 
 DTYPES = {
     "float32": torch.float32,
@@ -48,7 +51,9 @@ def resolve_dtype(
 ) -> torch.dtype:
     """`auto` (or None): the `stored` dtype of the checkpoint where the device computes in it, so that loading
     never makes a float32 copy of half-precision weights; without a stored dtype, bfloat16 on accelerators and
-    float32 on CPU. float16 weights run in bfloat16 on a CPU (same size; CPUs compute bf16 natively, fp16 slowly)."""
+    float32 on CPU. float16 weights run in bfloat16 on a CPU (same size; a CPU with bf16 instructions computes
+    bf16 fast and fp16 slowly). On a CPU without them bf16 still runs, slower than float32 (see
+    `cpu_computes_bf16`), but in half the memory: what lets a 7B load at all on a 24 GB host."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype in (None, "auto"):
@@ -62,6 +67,14 @@ def resolve_dtype(
         return DTYPES[dtype]
     except KeyError:
         raise ModelLoadError(f"Unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}") from None
+
+
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU has bf16 matrix instructions (AMX or AVX512-BF16). Without them PyTorch computes bf16
+    through float32 conversions, several times slower than float32 itself."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    probes = [probe for probe in probes if probe is not None]
+    return not probes or any(probe() for probe in probes)  # an older torch without the probes: assume it does
 
 
 def quantization_config(bits: int | None, compute_dtype: torch.dtype, device: torch.device):
@@ -91,10 +104,31 @@ def quantization_config(bits: int | None, compute_dtype: torch.dtype, device: to
     return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=UNQUANTIZED_MODULES)
 
 
-def _stored_dtype(config: LlamaVidConfig) -> torch.dtype | str | None:
+def stored_dtype(config: LlamaVidConfig) -> torch.dtype | str | None:
     """The dtype `save_pretrained` recorded for the weights (None when the folder does not say)."""
     stored = config.dtype
     return None if stored in (None, "auto") else stored
+
+
+def model_config(path: str | Path) -> tuple[Path, LlamaVidConfig]:
+    """(folder, config) of a llamavid folder or hub name, or a `ModelLoadError` saying what the folder is."""
+    from ..hub.models import resolve_model
+
+    path = resolve_model(path)
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(
+            f"{path} is not a llamavid model folder (no config.json): give a folder, a hub name such as "
+            "YanweiLi/llama-vid-7b-full-224-video-fps-1, or convert a release with `llamavid convert`"
+        )
+    try:
+        return path, LlamaVidConfig.from_pretrained(path)
+    except (OSError, ValueError, TypeError) as error:  # a damaged or foreign config.json
+        if '"llava"' in (path / "config.json").read_text():
+            raise ModelLoadError(
+                f"{path} is a checkpoint in the original LLaMA-VID layout: convert it once with "
+                f"`llamavid convert --model {path} --out OUT` and load OUT"
+            ) from error
+        raise ModelLoadError(f"{path}/config.json is not a llamavid config: {error}") from error
 
 
 def load_model(
@@ -106,27 +140,17 @@ def load_model(
 ):
     """(model, processor) from a llamavid folder or a hub name (a released checkpoint is downloaded and converted
     once, see `llamavid.hub`), ready for inference."""
-    from ..hub.models import resolve_model
     from ..model.modeling import LlamaVidForConditionalGeneration
     from ..model.processing import LlamaVidProcessor
 
-    path = resolve_model(path)
-    if not (path / "config.json").is_file():
-        raise ModelLoadError(
-            f"{path} is not a llamavid model folder (no config.json): give a folder, a hub name such as "
-            "YanweiLi/llama-vid-7b-full-224-video-fps-1, or convert a release with `llamavid convert`"
-        )
-    try:
-        config = LlamaVidConfig.from_pretrained(path)
-    except (OSError, ValueError, TypeError) as error:  # a damaged or foreign config.json
-        if '"llava"' in (path / "config.json").read_text():
-            raise ModelLoadError(
-                f"{path} is a checkpoint in the original LLaMA-VID layout: convert it once with "
-                f"`llamavid convert --model {path} --out OUT` and load OUT"
-            ) from error
-        raise ModelLoadError(f"{path}/config.json is not a llamavid config: {error}") from error
+    path, config = model_config(path)
     target = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, target, stored=_stored_dtype(config))
+    torch_dtype = resolve_dtype(dtype, target, stored=stored_dtype(config))
+    if target.type == "cpu" and torch_dtype != torch.float32 and not cpu_computes_bf16():
+        logger.warning(
+            "this CPU has no bf16 matrix instructions (AMX, AVX512-BF16): %s runs several times slower than "
+            "float32 here; --dtype float32 is faster where twice the weights' memory fits", str(torch_dtype)
+        )
     if config.base_llm:
         if bits or device_map is not None:
             raise ModelLoadError(f"{path} adds a LoRA adapter to {config.base_llm}: load it without bits/device_map")
@@ -155,6 +179,7 @@ __all__ = [
     "ModelLoadError",
     "load_llm",
     "load_model",
+    "model_config",
     "quantization_config",
     "resolve_device",
     "resolve_dtype",

@@ -55,7 +55,7 @@ from .images import check_dimensions
 from .progress import make_progress
 from .sampling import Selector, fps_step, original_indices, uniform_indices, uniform_times
 
-__all__ = ["VideoClip", "load_video", "resized_shape"]  # the first and last live in .clip
+__all__ = ["VideoClip", "load_video", "resized_shape", "video_duration"]  # the first and last live in .clip
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +128,26 @@ def load_video(
     if head.startswith((b"GIF87a", b"GIF89a")):
         return frame_sources.load_animated_image(p, fps, num_frames, max_frames, size, max_decoded_frames)
     return _load_with_pyav(p, head, fps, num_frames, max_frames, size, approximate, progress, max_decoded_frames)
+
+
+def video_duration(path: str | os.PathLike) -> float:
+    """Seconds of a video file from its container, nothing decoded (nan when unknown, and for GIFs): what a
+    memory plan needs to count frames before anything loads. A file `load_video` would refuse is refused here
+    with the same error."""
+    p = Path(os.fspath(path)).expanduser()
+    if not p.is_file():
+        raise MediaNotFoundError(os.fspath(path), "no such file")
+    if p.stat().st_size == 0:
+        raise EmptyMediaError(str(p), "the file is empty (0 bytes)")
+    with open(p, "rb") as handle:
+        head = handle.read(16)
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return math.nan
+    container = _open_container(p, head)
+    try:
+        return _stream_info(container, _pick_stream(container, p)).duration
+    finally:
+        container.close()
 
 
 def _check_args(fps: float | None, num_frames: int | None, max_frames: int | None) -> None:

@@ -5,8 +5,9 @@ Reads parts to whole: vision tower -> visual token generator (Q-Former, context 
 
 Differences with the original implementation (numerically identical outputs, see tests/test_parity.py):
 
-* The Q-Former and token generation run once over all (frame, prompt) pairs of a batch, chunked by
-  `config.qformer_chunk_size`, instead of one pass per sample and per prompt. Key projections and content
+* The Q-Former and token generation run over all (frame, prompt) pairs of a batch, streamed over chunks of
+  `config.qformer_chunk_size` frames (bounded memory for an hour-long movie), instead of one pass per sample
+  and per prompt. Key projections and content
   tokens depend only on the frame, so they are computed once per frame, not once per prompt.
 * The processor expands each placeholder into exactly `frames x tokens_per_frame` placeholder ids, so the
   splice is one `masked_scatter` (no per-sample Python loop), batched generation with left padding works, and
@@ -117,27 +118,41 @@ class VisualTokenGenerator(nn.Module):
     ) -> torch.Tensor:
         """Visual tokens for each row = (frame, prompt) pair.
 
-        vision_features: (F, T, V) with T = 1 + N when `include_cls`, else N.
+        vision_features: (F, T, V) with T = 1 + N when `include_cls`, else N, in any dtype (a movie's float16 as
+        stored): each chunk of frames is cast to the weights' dtype on its own.
         qformer_input_ids / qformer_attention_mask: (P, L).
         row_frames, row_prompts: (R,) indices into the frames and the prompts.
         Returns (R, tokens_per_frame, H): the context token, then the content tokens.
+
+        Streams over the frames `config.qformer_chunk_size` at a time: the cast features, the key projections, the
+        pooled patches (and the float32 a mean reduces in) and the Q-Former's activations exist for one chunk only,
+        so the memory beyond the features and the tokens does not grow with the number of frames. Keys and content
+        tokens depend only on the frame: computed once per frame, shared by every prompt that shows it.
         """
-        patches = vision_features[:, 1:] if include_cls else vision_features  # (F, N, V)
-        keys = self.key_projector(patches)  # (F, N, V): per frame, shared by all prompts
-        content = self.content_tokens(patches)  # (F, n, H)
-        context = torch.cat(
-            [
-                self.context_tokens(
-                    vision_features, patches, keys, qformer_input_ids, qformer_attention_mask, frames, prompts
-                )
-                for frames, prompts in zip(
-                    row_frames.split(self.config.qformer_chunk_size),
-                    row_prompts.split(self.config.qformer_chunk_size),
-                    strict=True,
-                )
-            ]
-        )  # (R, 1, H)
-        return torch.cat([context, content[row_frames].to(context.dtype)], dim=1)
+        chunk = self.config.qformer_chunk_size
+        dtype = self.query_tokens.dtype
+        tokens = None
+        for start in range(0, vision_features.shape[0], chunk):
+            stop = min(start + chunk, vision_features.shape[0])
+            rows = ((row_frames >= start) & (row_frames < stop)).nonzero().squeeze(1)
+            if rows.numel() == 0:
+                continue
+            features = vision_features[start:stop].to(dtype)  # (Fc, T, V): this chunk's copy in the weights' dtype
+            patches = features[:, 1:] if include_cls else features  # (Fc, N, V)
+            keys = self.key_projector(patches)  # (Fc, N, V)
+            content = self.content_tokens(patches)  # (Fc, n, H)
+            for part in rows.split(chunk):
+                frames = row_frames[part] - start
+                context = self.context_tokens(
+                    features, patches, keys, qformer_input_ids, qformer_attention_mask, frames, row_prompts[part]
+                )  # (Rc, 1, H)
+                if tokens is None:
+                    tokens = context.new_empty(row_frames.shape[0], 1 + content.shape[1], context.shape[-1])
+                tokens[part] = torch.cat([context, content[frames].to(context.dtype)], dim=1)
+        if tokens is None:  # no rows
+            width = self.context_projector.out_features
+            tokens = vision_features.new_empty(0, self.config.tokens_per_frame, width, dtype=dtype)
+        return tokens
 
     def context_tokens(self, features, patches, keys, input_ids, attention_mask, frames, prompts):
         """One context token per row of a chunk: (Rc,) rows -> (Rc, 1, H)."""
@@ -268,9 +283,7 @@ class LlamaVidForConditionalGeneration(LlamaVidPreTrainedModel, GenerationMixin)
 
         Rows are ordered segment-major, then frame: ctx_1, content_1, ctx_2, content_2, ... per segment.
         """
-        device = vision_features.device
-        # stored features (movie files are float16) meet weights of another precision
-        vision_features = vision_features.to(self.token_generator.query_tokens.dtype)
+        device = vision_features.device  # stored features (movie files are float16) are cast chunk by chunk
         num_frames = vision_features.shape[0]
         if media_frame_counts is None:
             media_frame_counts = torch.ones(num_frames, dtype=torch.long, device=device)
@@ -394,6 +407,48 @@ class LlamaVidForConditionalGeneration(LlamaVidPreTrainedModel, GenerationMixin)
             attentions=outputs.attentions,
             visual_tokens=visual_tokens,
         )
+
+    def prefill(self, inputs: dict, cache, chunk_size: int) -> dict:
+        """Run the prompt of `inputs` (model inputs of a batch, left-padded) but its last position through the LLM
+        `chunk_size` positions at a time, filling `cache`; returns the inputs that `generate` continues from (the
+        text and attention mask, no visual inputs: the cache holds them).
+
+        One pass over a long prompt keeps activations for every position at once (the MLP's alone are
+        positions x intermediate width); chunks bound them by `chunk_size`, while the cache, the spliced
+        embeddings and the mask grow with the prompt as they do in one pass. Equal to one pass within float
+        tolerance. The last position is left to `generate`, whose first step then yields the first token.
+        """
+        input_ids = inputs["input_ids"]
+        attention_mask = inputs.get("attention_mask")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        visual_tokens = inputs.get("visual_tokens")
+        if visual_tokens is None and inputs.get("vision_features") is not None:
+            visual_tokens = self._visual_tokens_for_forward(
+                None,
+                inputs["vision_features"],
+                inputs.get("vision_features_include_cls", True),
+                inputs.get("media_frame_counts"),
+                inputs.get("qformer_input_ids"),
+                inputs.get("qformer_attention_mask"),
+                inputs.get("segment_media_index"),
+            )
+        if (input_ids[:, -1] == self.config.image_token_id).any():
+            raise ValueError("a prompt cannot end with a visual placeholder")
+        embeddings = self.embed_inputs(input_ids[:, :-1], visual_tokens)  # (B, L - 1, H)
+        del visual_tokens
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        for start in range(0, embeddings.shape[1], chunk_size):
+            stop = min(start + chunk_size, embeddings.shape[1])
+            self.language_model(
+                inputs_embeds=embeddings[:, start:stop],
+                attention_mask=attention_mask[:, :stop],
+                position_ids=position_ids[:, start:stop],
+                use_cache=True,
+                logits_to_keep=1,
+                **{CACHE_KEY: cache},
+            )
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
 
     def prepare_inputs_for_generation(self, *args, is_first_iteration: bool | None = False, **kwargs):
         """Visual inputs belong to the prompt: after the prefill the KV cache holds them, so drop them."""

@@ -304,7 +304,8 @@ class LlamaVidProcessor(ProcessorMixin):
         config = config or LlamaVidConfig.from_pretrained(directory)
         image_processor = CLIPImageProcessorPil.from_pretrained(directory)
         has_tokenizer = any((directory / name).exists() for name in ("tokenizer.json", "tokenizer.model"))
-        tokenizer = AutoTokenizer.from_pretrained(directory) if has_tokenizer else None
+        # the config given: AutoTokenizer would read config.json itself and warn that `llamavid` is not its type
+        tokenizer = AutoTokenizer.from_pretrained(directory, config=config) if has_tokenizer else None
         qformer_dir = directory / QFORMER_TOKENIZER_DIR
         if not any((qformer_dir / name).is_file() for name in ("tokenizer.json", "vocab.txt")):
             # transformers would quietly build a 5-word tokenizer from an empty folder: every prompt word [UNK]

@@ -17,6 +17,7 @@ from ..errors import LlamaVidError
 from ..inference.encoder import MediaFeatures
 from ..inference.generation import GenerationSettings, Row
 from ..inference.inputs import ContextLengthError, Sample, Turn, build_sample
+from ..inference.memory_plan import MemoryPlanError, check_loaded
 from ..media import MediaError, MediaTooLargeError
 from .errors import APIError
 from .fetch import MediaFetcher
@@ -148,5 +149,9 @@ class Server:
         """Queue a generation; its row's budget is what was asked for, within what the context leaves."""
         room = self.engine.context_length - len(sample.ids)
         wanted = max_tokens or self.settings.default_max_tokens
+        try:  # refuse what cannot fit in memory before any Q-Former or LLM work (a 413, not a killed server)
+            check_loaded(self.engine.model, [sample], min(wanted, room), self.engine.generator.kv_cache_dtype)
+        except MemoryPlanError as error:
+            raise APIError(str(error), status=413) from None
         row = Row(min(wanted, room), [*sample.stop, *(stop or [])], sink=sink)
         return self.scheduler.submit(Job(sample, settings, row))
