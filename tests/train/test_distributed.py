@@ -263,9 +263,10 @@ def test_unmerged_lora_is_saved_once_from_the_gathered_weights(toy_data, lora_ba
         config = str(ROOT / "recipes" / "deepspeed" / "zero3.json")
         recipe = lora_recipe(toy_data, tmp_path / "run", lora_base, deepspeed=config)
         launch("deepspeed", recipe, tmp_path, "--only", "stage1")
+        # a launch of its own: the LoRA starts as in the one-process run only because each stage seeds it
         launch("deepspeed", recipe, tmp_path, "--only", "stage2")
     else:
-        launch("torchrun", lora_recipe(toy_data, tmp_path / "run", lora_base), tmp_path)
+        launch("torchrun", lora_recipe(toy_data, tmp_path / "run", lora_base), tmp_path)  # DDP
     assert_same_adapter_folder(tmp_path / "run", lora_reference)
     model, _ = load_model(tmp_path / "run" / "stage2", device="cpu", dtype="float32")  # on the base LLM
     assert model.config.base_llm == str(lora_base)

@@ -184,6 +184,8 @@ def prepare_stage(model, processor, run: StageRun, recipe: Recipe, previous_dir:
                   media_cache: dict | None):
     """The stage's starting weights, trainable parts, data and trainer: (trainer, number of trainable parameters).
     Recipe mistakes are found here, before any step."""
+    from transformers import set_seed
+
     from .collator import Collator
     from .data import SupervisedDataset
     from .stages import apply_stage, load_adapter
@@ -203,6 +205,9 @@ def prepare_stage(model, processor, run: StageRun, recipe: Recipe, previous_dir:
         raise RecipeError(f"stages.{run.name}: stage.merge_lora=true cannot merge sharded (FSDP, ZeRO-3) weights; "
                           "set merge_lora: false (an adapter folder) or train LoRA under DDP or ZeRO-2")
     extend_context(model, run.data.model_max_length)
+    # the stage's new weights (a LoRA's) start from the recipe's seed, not from whatever the stages before drew
+    # in this process: one stage per launch (DeepSpeed, FSDP) then starts as a run of all stages does
+    set_seed(recipe.seed)
     trainable = apply_stage(model, run.stage)
     args = training_arguments(run, recipe, output_dir)
     encoder = None
