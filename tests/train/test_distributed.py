@@ -201,3 +201,72 @@ def test_deepspeed_zero_one_stage_per_launch(toy_data, reference, tmp_path, stag
         launch("torchrun", recipe, tmp_path, "--only", "stage2")
     assert_same_run(tmp_path / "run", reference, {"type": "DEEPSPEED", "world_size": 2, "zero_stage": stage})
     shutil.rmtree(tmp_path / "run")  # a ZeRO checkpoint holds the optimiser state too
+
+
+LORA = {"rank": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+
+
+@pytest.fixture(scope="module")
+def lora_base(tmp_path_factory):
+    """An HF LLM folder: the LLM the toy model starts from and its unmerged LoRA adapter goes on (base_llm)."""
+    from llamavid.testing import tiny_model_and_processor
+
+    base = tmp_path_factory.mktemp("base-llm")
+    model, processor = tiny_model_and_processor(seed=3)
+    model.language_model.save_pretrained(base)
+    processor.tokenizer.save_pretrained(base)
+    return base
+
+
+def lora_recipe(data: Path, out: Path, base: Path, **training) -> dict:
+    """The toy recipe on the base LLM, stage 2 training an unmerged LoRA (saved as an adapter folder)."""
+    recipe = toy_recipe(data, out, **training)
+    recipe["model"]["settings"]["llm"] = str(base)
+    recipe["model"]["config"] = {"base_llm": str(base)}
+    recipe["stages"][1]["stage"] = {"preset": "stage2", "lora": LORA, "merge_lora": False}
+    return recipe
+
+
+@pytest.fixture(scope="module")
+def lora_reference(toy_data, lora_base, tmp_path_factory):
+    from llamavid.train.recipe import recipe_from_dict
+    from llamavid.train.run import run_recipe
+
+    out = tmp_path_factory.mktemp("lora-reference")
+    figures = run_recipe(recipe_from_dict(lora_recipe(toy_data, out, lora_base, gradient_accumulation_steps=2)))
+    return out, figures
+
+
+def assert_same_adapter_folder(out: Path, reference) -> None:
+    """Stage 2's adapter folder (visual weights and LoRA weights) and loss curve as in the one-process run."""
+    from safetensors.torch import load_file
+
+    reference_out, reference_figures = reference
+    figures = stage_figures(out, "stage2")
+    assert figures["losses"] == pytest.approx(reference_figures["stage2"]["losses"], rel=1e-5)
+    for name in ("visual.safetensors", "llm_adapter/adapter_model.safetensors"):
+        mine, theirs = load_file(str(out / "stage2" / name)), load_file(str(reference_out / "stage2" / name))
+        assert sorted(mine) == sorted(theirs) and theirs, name
+        for key, tensor in theirs.items():  # whole tensors: ZeRO-3 holds shards while training
+            assert mine[key].shape == tensor.shape, key
+            torch.testing.assert_close(mine[key], tensor, rtol=0, atol=1e-5, msg=key)
+    assert any("lora_B" in key and tensor.abs().sum() > 0 for key, tensor in theirs.items())  # it trained
+
+
+@pytest.mark.parametrize("launcher", ["ddp", "zero3"])
+def test_unmerged_lora_is_saved_once_from_the_gathered_weights(toy_data, lora_base, lora_reference, tmp_path,
+                                                                launcher):
+    from llamavid.inference.loading import load_model
+
+    if launcher == "zero3":
+        pytest.importorskip("deepspeed")
+        config = str(ROOT / "recipes" / "deepspeed" / "zero3.json")
+        recipe = lora_recipe(toy_data, tmp_path / "run", lora_base, deepspeed=config)
+        launch("deepspeed", recipe, tmp_path, "--only", "stage1")
+        # a launch of its own: the LoRA starts as in the one-process run only because each stage seeds it
+        launch("deepspeed", recipe, tmp_path, "--only", "stage2")
+    else:
+        launch("torchrun", lora_recipe(toy_data, tmp_path / "run", lora_base), tmp_path)  # DDP
+    assert_same_adapter_folder(tmp_path / "run", lora_reference)
+    model, _ = load_model(tmp_path / "run" / "stage2", device="cpu", dtype="float32")  # on the base LLM
+    assert model.config.base_llm == str(lora_base)

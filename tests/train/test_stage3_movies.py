@@ -138,7 +138,7 @@ def test_a_pkl_name_finds_the_extracted_file_and_its_subtitles(tiny, movies):
     settings = DataSettings(data_path=str(movies / "long_videoqa.json"), video_folder=str(movies),
                             feature_folder=str(movies / "features"), template="imgsp_v1", model_max_length=4096)
     dataset = SupervisedDataset(settings, processor.tokenizer, processor.image_processor, model.config)
-    media = dataset._media(0, dataset.records[0])
+    media = dataset._media(dataset.records[0])
     assert media["frames"] == 5  # 5 s at 1 fps
     assert "A bar crosses the screen" in media["movie_inputs"] and "..." not in media["movie_inputs"]
 
@@ -150,7 +150,7 @@ def test_a_movienet_pkl_name_reads_its_keyframes_and_subtitles(tiny, movienet):
     settings = DataSettings(data_path=str(movienet / "long_videoqa.json"), video_folder=str(movienet),
                             feature_folder=str(movienet / "features"), template="imgsp_v1", model_max_length=4096)
     dataset = SupervisedDataset(settings, processor.tokenizer, processor.image_processor, model.config)
-    first, second = (dataset._media(i, dataset.records[i]) for i in range(2))
+    first, second = (dataset._media(record) for record in dataset.records[:2])
     assert (first["frames"], second["frames"]) == (8, 6)  # every keyframe is a frame
     assert "A bar crosses the screen" in first["movie_inputs"] and "..." not in first["movie_inputs"]
     assert "It gets brighter" in first["movie_inputs"]

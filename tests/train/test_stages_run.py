@@ -265,3 +265,36 @@ def test_cached_feature_encoder_follows_the_towers_dtype_and_returns_cpu_feature
     assert model.vision_tower.training  # the encoder's eval mode does not leak into training
     expected = model.eval().get_vision_features(pixels.double())
     torch.testing.assert_close(features, expected)
+
+
+def test_merging_a_lora_into_sharded_weights_is_refused_before_training(toy_data, tmp_path):
+    from pathlib import Path
+
+    from llamavid.train.recipe import RecipeError
+    from llamavid.train.run import build_model, prepare_stage
+
+    raw = toy_recipe(toy_data, tmp_path / "run", stage2={"preset": "stage2", "lora": {"rank": 4}},
+                     deepspeed=str(Path(__file__).parents[2] / "recipes" / "deepspeed" / "zero3.json"))
+    recipe = recipe_from_dict(raw)
+    model, processor = build_model(recipe.model, recipe)
+    run = recipe.stage("stage2")
+    run.init_adapter = None  # this stage alone
+    with pytest.raises(RecipeError, match="merge_lora=true cannot merge sharded"):
+        prepare_stage(model, processor, run, recipe, None, tmp_path / "run" / "stage2", None)
+
+
+def test_extending_the_context_rebuilds_the_rotary_embedding_through_a_lora(toy_data, tmp_path):
+    """Stage 3's RoPE scaling on an LLM an earlier stage left wrapped in an unmerged LoRA."""
+    from llamavid.train.run import build_model, extend_context
+    from llamavid.train.stages import StageSettings, apply_stage
+
+    recipe = recipe_from_dict(toy_recipe(toy_data, tmp_path / "run"))
+    model = build_model(recipe.model, recipe)[0]
+    apply_stage(model, StageSettings.preset("stage2", lora={"rank": 4}, merge_lora=False))
+    decoder = model.language_model.get_decoder()
+    before = decoder.rotary_emb.inv_freq.clone()
+    positions = model.config.text_config.max_position_embeddings
+    extend_context(model, positions * 4)
+    rotary = model.language_model.get_decoder().rotary_emb
+    assert rotary is not None and rotary.rope_type == "linear"
+    torch.testing.assert_close(rotary.inv_freq, before / 4)  # linear scaling divides the frequencies

@@ -61,9 +61,12 @@ class VisualTurnRouting:
             handle.remove()
 
 
-def save_adapter_model(model, processor, folder: str | Path) -> Path:
+def save_adapter_model(model, processor, folder: str | Path, state_dict: dict | None = None) -> Path:
     """Write `model` (a peft language model over `config.base_llm`) as an adapter folder; `load_adapter_model`
-    puts it back together on the base LLM and its tokenizer."""
+    puts it back together on the base LLM and its tokenizer.
+
+    `state_dict`: the whole state dict a sharded (FSDP, ZeRO-3) trainer gathered, whose tensors stand in for the
+    model's own (shards there); None: the model's own."""
     from safetensors.torch import save_file
 
     if not model.config.base_llm or not hasattr(model.language_model, "peft_config"):
@@ -71,11 +74,13 @@ def save_adapter_model(model, processor, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.config.save_pretrained(folder)
-    visual = {
-        k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith("language_model.")
-    }
+    state_dict = model.state_dict() if state_dict is None else state_dict
+    llm_prefix = "language_model."
+    visual = {k: v.detach().cpu().contiguous() for k, v in state_dict.items() if not k.startswith(llm_prefix)}
     save_file(visual, str(folder / VISUAL_FILE))
-    model.language_model.save_pretrained(folder / ADAPTER_DIR)
+    # peft picks its adapter's tensors out of the language model's state dict
+    llm_state = {k[len(llm_prefix):]: v for k, v in state_dict.items() if k.startswith(llm_prefix)}
+    model.language_model.save_pretrained(folder / ADAPTER_DIR, state_dict=llm_state)
     # The LLM's tokenizer comes with the base LLM, as its weights do: only the visual side's processing is saved.
     type(processor)(processor.image_processor, None, processor.qformer_tokenizer, model.config).save_pretrained(folder)
     return folder

@@ -142,7 +142,11 @@ def extend_context(model, max_length: int) -> None:
                 config.rope_parameters = {**parameters, "rope_type": "linear", "factor": factor}
             else:
                 config.rope_scaling = {"rope_type": "linear", "type": "linear", "factor": factor}
-        model.language_model.model.rotary_emb.__init__(llm_config)
+        # a new rotary embedding built from the extended config (its frequencies are computed at construction);
+        # get_decoder reaches the LLaMA body through a peft wrapper too
+        decoder = model.language_model.get_decoder()
+        old = decoder.rotary_emb
+        decoder.rotary_emb = type(old)(llm_config).to(old.inv_freq.device)
 
 
 def training_arguments(run: StageRun, recipe: Recipe, output_dir: Path):
@@ -169,22 +173,41 @@ def run_stage(
 
     `media_cache` (shared between stages by `run_recipe`) keeps decoded media, and with
     `data.cache_vision_features` the frozen tower's features, from one stage to the next."""
+    output_dir = Path(recipe.output_dir) / run.name
+    trainer, trainable = prepare_stage(model, processor, run, recipe, previous_dir, output_dir, media_cache)
+    figures = {"stage": run.name, "trainable_parameters": trainable, **train_stage(trainer, run, recipe, output_dir, resume)}
+    save_stage(trainer, model, processor, run, output_dir, figures)
+    return figures
+
+
+def prepare_stage(model, processor, run: StageRun, recipe: Recipe, previous_dir: Path | None, output_dir: Path,
+                  media_cache: dict | None):
+    """The stage's starting weights, trainable parts, data and trainer: (trainer, number of trainable parameters).
+    Recipe mistakes are found here, before any step."""
+    from transformers import set_seed
+
     from .collator import Collator
     from .data import SupervisedDataset
-    from .stages import apply_stage, load_adapter, merge_lora
+    from .stages import apply_stage, load_adapter
     from .trainer import ADAPTER_FILE, EpochCallback, LlamaVidTrainer
 
-    output_dir = Path(recipe.output_dir) / run.name
     if run.init_adapter:
-        adapter = (previous_dir / ADAPTER_FILE) if run.init_adapter == "previous" else Path(run.init_adapter)
         if previous_dir is None and run.init_adapter == "previous":
             raise RecipeError(f"stages.{run.name}.init_adapter=previous but it is the first stage")
+        adapter = (previous_dir / ADAPTER_FILE) if run.init_adapter == "previous" else Path(run.init_adapter)
         load_adapter(model, adapter)
     if run.stage.lora is not None and not run.stage.merge_lora and not model.config.base_llm:
         # found now, not after the training: an unmerged LoRA is saved as an adapter folder over `base_llm`
         raise RecipeError(f"stages.{run.name}: stage.merge_lora=false saves an adapter folder, which needs "
                           "model.config.base_llm (the LLM the adapter goes on)")
+    if run.stage.lora is not None and run.stage.merge_lora and shards_parameters(run.training):
+        # peft merges into the model's own weights, which FSDP and ZeRO-3 hold as shards
+        raise RecipeError(f"stages.{run.name}: stage.merge_lora=true cannot merge sharded (FSDP, ZeRO-3) weights; "
+                          "set merge_lora: false (an adapter folder) or train LoRA under DDP or ZeRO-2")
     extend_context(model, run.data.model_max_length)
+    # the stage's new weights (a LoRA's) start from the recipe's seed, not from whatever the stages before drew
+    # in this process: one stage per launch (DeepSpeed, FSDP) then starts as a run of all stages does
+    set_seed(recipe.seed)
     trainable = apply_stage(model, run.stage)
     args = training_arguments(run, recipe, output_dir)
     encoder = None
@@ -212,6 +235,11 @@ def run_stage(
         visual_lr_scale=run.visual_lr_scale,
         shared_prefix=run.shared_prefix,
     )
+    return trainer, trainable
+
+
+def train_stage(trainer, run: StageRun, recipe: Recipe, output_dir: Path, resume: bool | str) -> dict:
+    """Train from the newest whole checkpoint (`resume=True`), a given one, or the start; the run's figures."""
     checkpoint = resume
     if resume is True:  # the newest whole checkpoint; torn ones (a killed or disk-full save) are set aside
         checkpoint = resumable_checkpoint(output_dir)
@@ -223,33 +251,31 @@ def run_stage(
         write_text_atomically(output_dir / STAGE_SETTINGS_FILE, json.dumps(stage_record(run, recipe.seed), indent=1))
     start_cpu, start = time.process_time(), time.perf_counter()
     result = trainer.train(resume_from_checkpoint=checkpoint)
-    figures = {
-        "stage": run.name,
-        "trainable_parameters": trainable,
+    return {
         "train_loss": result.training_loss,
         "steps": result.global_step,
         "train_s": time.perf_counter() - start,
         "train_cpu_s": time.process_time() - start_cpu,
-        "data_problems": dict(dataset.stats),
+        "data_problems": dict(trainer.train_dataset.stats),
         "losses": [e["loss"] for e in trainer.state.log_history if "loss" in e],
         "distributed": distributed_figures(trainer),
     }
-    if run.stage.lora is not None and not run.stage.merge_lora:
-        from ..inference.loading import save_adapter_model
 
-        save_adapter_model(model, processor, output_dir)
-    else:
-        if run.stage.lora is not None:
-            merge_lora(model)
-        trainer.save_model(str(output_dir))
-        if not run.stage.adapter_only and trainer.args.should_save:
-            processor.save_pretrained(output_dir)
+
+def save_stage(trainer, model, processor, run: StageRun, output_dir: Path, figures: dict) -> None:
+    """The stage's result, by every process together: `LlamaVidTrainer.save_result` writes it on the main process
+    from the weights the Trainer gathers (FSDP and ZeRO-3 hold shards). Then the model is frozen for the next stage,
+    and the other processes wait until the main one has written everything they may read."""
+    from .stages import merge_lora
+
+    if run.stage.lora is not None and run.stage.merge_lora:
+        merge_lora(model)  # every process: the merged weights are what the Trainer then gathers
+    trainer.save_result(output_dir, processor)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     if is_main_process():
         (output_dir / "figures.json").write_text(json.dumps(figures, indent=1))
     wait_for_everyone()  # the next stage (or launch) on any rank reads what the main process saved
-    return figures
 
 
 STAGE_SETTINGS_FILE = "stage_settings.json"

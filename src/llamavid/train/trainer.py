@@ -46,6 +46,7 @@ class EpochCallback(TrainerCallback):
 
 class LlamaVidTrainer(Trainer):
     _staging: str | None = None  # the folder checkpoints go to while one is being written aside
+    _result_processor = None  # set while `save_result` writes the stage's result
 
     def __init__(self, *args, stage: StageSettings, group_by_modality_length: bool = False,
                  visual_lr_scale: float = 1.0, shared_prefix: bool = False, **kwargs):
@@ -170,21 +171,42 @@ class LlamaVidTrainer(Trainer):
             **{CACHE_KEY: cache},
         )
 
-    def _save(self, output_dir=None, state_dict=None):
-        if not self.stage.adapter_only:
-            return super()._save(output_dir, state_dict)
-        from safetensors.torch import save_file
+    def save_result(self, output_dir, processor) -> None:
+        """The stage's result in `output_dir`; every process calls it. `save_model` gathers the weights (FSDP and
+        ZeRO-3 hold shards) and hands them to `_save` on the process that saves, so the result, like each
+        checkpoint, is written once and whole."""
+        self._result_processor = processor
+        try:
+            self.save_model(str(output_dir))
+        finally:
+            self._result_processor = None
 
-        output_dir = output_dir or self.args.output_dir
+    def _save(self, output_dir=None, state_dict=None):
+        """Every save, checkpoints and the result alike, runs here on the saving process with the state dict the
+        Trainer gathered (None without sharding: the model's own). What it writes follows the stage: the
+        token generator's weights (adapter_only), an adapter folder (the result of an unmerged LoRA), or the
+        whole model (with the processor, for the result)."""
         if not self.args.should_save:
             return None
-        os.makedirs(output_dir, exist_ok=True)
+        output_dir = output_dir or self.args.output_dir
         model = self.accelerator.unwrap_model(self.model)
-        # under FSDP and ZeRO-3 the Trainer passes the gathered state dict: the model's own parameters are shards
-        save_file(adapter_state_dict(model, state_dict), os.path.join(output_dir, ADAPTER_FILE))
-        model.config.save_pretrained(output_dir)
-        with open(os.path.join(output_dir, "stage.json"), "w") as handle:
-            json.dump({"stage": self.stage.name, "adapter_only": True}, handle)
+        processor = self._result_processor
+        if self.stage.adapter_only:
+            from safetensors.torch import save_file
+
+            os.makedirs(output_dir, exist_ok=True)
+            save_file(adapter_state_dict(model, state_dict), os.path.join(output_dir, ADAPTER_FILE))
+            model.config.save_pretrained(output_dir)
+            with open(os.path.join(output_dir, "stage.json"), "w") as handle:
+                json.dump({"stage": self.stage.name, "adapter_only": True}, handle)
+        elif processor is not None and self.stage.lora is not None and not self.stage.merge_lora:
+            from ..inference.adapter_folder import save_adapter_model
+
+            save_adapter_model(model, processor, output_dir, state_dict)
+        else:
+            super()._save(output_dir, state_dict)
+            if processor is not None:
+                processor.save_pretrained(output_dir)
         return None
 
     def _get_output_dir(self, trial):
