@@ -17,105 +17,31 @@ Peaks are the growth of a fresh process's VmHWM (Linux), reset before decoding. 
 from __future__ import annotations
 
 import json
-import struct
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
-from PIL import Image
 
 from llamavid.serve.launch import ServerProcess
-from llamavid.testing import tiny_model_and_processor
-
-PEAK = """
-import json, sys
-from llamavid.media import MediaError, load_image, load_video
-
-def status_kb(field):
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
-
-before = status_kb("VmRSS")
-with open("/proc/self/clear_refs", "w") as refs:
-    refs.write("5")
-try:
-    if sys.argv[1] == "image":
-        load_image(sys.argv[2])
-        outcome = "decoded"
-    else:
-        outcome = f"{load_video(sys.argv[2], fps=1.0, max_frames=64, size=224).frames.shape[0]} frames"
-except MediaError as error:
-    outcome = type(error).__name__
-print(json.dumps({"peak_mb": round((status_kb("VmHWM") - before) / 1024, 1), "outcome": outcome}))
-"""
-
-
-def decoder_peak(kind: str, path: Path) -> dict:
-    done = subprocess.run([sys.executable, "-c", PEAK, kind, str(path)], capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def canvas_gif(path: Path, side: int = 2000, frames: int = 16) -> Path:
-    def frame(index):
-        image = Image.new("L", (side, side), 0)
-        image.paste(255, (index * 2, 0, index * 2 + 2, 2))
-        return image
-
-    frame(0).save(path, save_all=True, append_images=(frame(i) for i in range(1, frames)), duration=1000, loop=0)
-    return path
-
-
-def huge_png(path: Path, side: int = 13000) -> Path:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    packer, row = zlib.compressobj(9), b"\x00" * (side + 1)
-    body = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
-    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
-    return path
-
-
-def static_clip(path: Path, frames: int = 6000, fps: int = 30, side: int = 32) -> Path:
-    """A still picture for `frames` frames, one keyframe at the start (as a static screen recording encodes): a few
-    KB, and sampling it means decoding it straight through."""
-    import av
-    import numpy as np
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width = stream.height = side
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"x264-params": f"keyint={frames}:min-keyint={frames}:scenecut=0"}
-        still = av.VideoFrame.from_ndarray(np.full((side, side, 3), 90, np.uint8), format="rgb24")
-        for index in range(frames):
-            still.pts = index
-            container.mux(stream.encode(still))
-        container.mux(stream.encode())
-    return path
+from llamavid.testing import (
+    big_canvas_gif,
+    decoder_peak,
+    drip,
+    huge_png,
+    static_clip,
+    tiny_model_and_processor,
+)
 
 
 class _Drip(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):  # noqa: N802 (the stdlib's name)
-        self.send_response(200)
-        self.send_header("Content-Length", "1000")
-        self.end_headers()
-        try:
-            for _ in range(1000):
-                self.wfile.write(b"x")
-                self.wfile.flush()
-                time.sleep(0.3)
-        except OSError:
-            pass
+        drip(self)
 
     def log_message(self, *args):
         pass
@@ -135,10 +61,10 @@ def main() -> None:
     result = {}
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        gif = decoder_peak("video", canvas_gif(root / "canvas.gif"))
-        result.update(gif_canvas_peak_mb=gif["peak_mb"], gif_kept_frames=gif["outcome"])
+        gif = decoder_peak("video", big_canvas_gif(root / "canvas.gif"))
+        result.update(gif_canvas_peak_mb=round(gif["grew_mb"], 1), gif_kept_frames=gif["outcome"])
         png = decoder_peak("image", huge_png(root / "huge.png"))
-        result.update(huge_png_peak_mb=png["peak_mb"], huge_png_outcome=png["outcome"])
+        result.update(huge_png_peak_mb=round(png["grew_mb"], 1), huge_png_outcome=png["outcome"])
 
         model, processor = tiny_model_and_processor(seed=3)
         model.save_pretrained(root / "model")

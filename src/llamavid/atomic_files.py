@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,4 +59,19 @@ def leftovers(target: str | os.PathLike) -> list[Path]:
     return sorted(target.parent.glob(f".{glob.escape(target.name)}.*{PARTIAL_SUFFIX}"))
 
 
-__all__ = ["PARTIAL_SUFFIX", "atomic_write", "leftovers", "partial_path", "write_text_atomically"]
+def replace_folder(finished: str | os.PathLike, target: str | os.PathLike, aside: str | os.PathLike) -> Path:
+    """Put the folder `finished` (written in full elsewhere on the same file system) at `target`. A folder already
+    there is first renamed to `aside`, then removed once the new one is in place: between the two renames no
+    reader can find a half-replaced folder, only the old one, nothing for an instant, or the new one."""
+    target, aside = Path(target), Path(aside)
+    if target.exists():
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(target, aside)
+        os.replace(finished, target)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(finished, target)
+    return target
+
+
+__all__ = ["PARTIAL_SUFFIX", "atomic_write", "leftovers", "partial_path", "replace_folder", "write_text_atomically"]

@@ -109,3 +109,106 @@ __all__ = [
     "write_release_checkpoint",
     "write_test_video",
 ]
+
+
+# -- hostile media: what a careless or malicious client may send a server -------------------------------------
+
+_DECODER_PEAK = """
+import json, sys
+from llamavid.media import MediaError, load_image, load_video
+
+def status_kb(field):
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+
+before = status_kb("VmRSS")
+with open("/proc/self/clear_refs", "w") as refs:  # resets the peak (VmHWM) to what is resident now
+    refs.write("5")
+kind, path = sys.argv[1], sys.argv[2]
+try:
+    if kind == "image":
+        load_image(path)
+        outcome = "ok"
+    else:
+        outcome = f"{load_video(path, fps=1.0, max_frames=64, size=224).frames.shape[0]} frames"
+except MediaError as error:
+    outcome = type(error).__name__
+print(json.dumps({"grew_mb": (status_kb("VmHWM") - before) / 1024, "outcome": outcome}))
+"""
+
+
+def decoder_peak(kind: str, path) -> dict:
+    """How much a fresh process's peak memory (Linux's VmHWM, reset before decoding) grows while it decodes `path`
+    as an "image" or a "video" (`grew_mb`), and what came of it (`outcome`: "ok", "N frames" or the error's name)."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _DECODER_PEAK, kind, str(path)], capture_output=True, text=True,
+                          timeout=300, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def big_canvas_gif(path, side: int = 2000, frames: int = 16):
+    """A few KB of GIF: a `side` x `side` canvas, one frame a second, each changing only a small square."""
+    from PIL import Image
+
+    def frame(index):
+        image = Image.new("L", (side, side), 0)
+        image.paste(255, (index * 2, 0, index * 2 + 2, 2))
+        return image
+
+    frame(0).save(path, save_all=True, append_images=(frame(i) for i in range(1, frames)), duration=1000, loop=0)
+    return path
+
+
+def huge_png(path, side: int = 13000):
+    """A complete, valid black greyscale PNG of side x side written row by row (a few hundred KB on disk)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer, row = zlib.compressobj(9), b"\x00" * (side + 1)
+    body = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    with open(path, "wb") as out:
+        out.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    return path
+
+
+def static_clip(path, frames: int = 6000, fps: int = 30, side: int = 32):
+    """A still picture for `frames` frames, one keyframe at the start (as a static screen recording encodes): a few
+    KB, and sampling it means decoding it straight through."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width = stream.height = side
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"x264-params": f"keyint={frames}:min-keyint={frames}:scenecut=0"}
+        still = av.VideoFrame.from_ndarray(np.full((side, side, 3), 90, np.uint8), format="rgb24")
+        for index in range(frames):
+            still.pts = index
+            container.mux(stream.encode(still))
+        container.mux(stream.encode())
+    return path
+
+
+def drip(handler, size: int = 1000, pause: float = 0.3) -> None:
+    """Answer a GET on `handler` (an `http.server.BaseHTTPRequestHandler`) with `size` bytes, one at a time with a
+    `pause` between them: a host that keeps a download alive without ever finishing it."""
+    import time
+
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(size))
+    handler.end_headers()
+    try:
+        for _ in range(size):
+            handler.wfile.write(b"x")
+            handler.wfile.flush()
+            time.sleep(pause)
+    except OSError:  # the client gave up
+        pass

@@ -4,11 +4,8 @@ real frames of a container that claims far more than it holds."""
 
 from __future__ import annotations
 
-import json
 import struct
-import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,52 +13,10 @@ import pytest
 from PIL import Image
 
 from llamavid.media import MediaTooLargeError, load_image, load_video
+from llamavid.testing import big_canvas_gif, decoder_peak, huge_png
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _make_media import make_video  # noqa: E402
-
-PEAK = """
-import json, sys
-from llamavid.media import MediaError, load_image, load_video
-
-def status_kb(field):
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
-
-before = status_kb("VmRSS")
-with open("/proc/self/clear_refs", "w") as refs:  # resets the peak (VmHWM) to what is resident now
-    refs.write("5")
-kind, path = sys.argv[1], sys.argv[2]
-try:
-    if kind == "image":
-        load_image(path)
-    else:
-        clip = load_video(path, fps=1.0, max_frames=64, size=224)
-    outcome = "ok" if kind == "image" else f"{clip.frames.shape[0]} frames"
-except MediaError as error:
-    outcome = type(error).__name__
-print(json.dumps({"grew_mb": (status_kb("VmHWM") - before) / 1024, "outcome": outcome}))
-"""
-
-
-def decoder_peak(kind: str, path: Path) -> dict:
-    """How much a fresh process's peak memory (Linux's VmHWM, reset before decoding) grows while it decodes `path`
-    (MB), and what came of it."""
-    done = subprocess.run([sys.executable, "-c", PEAK, kind, str(path)], capture_output=True, text=True, timeout=300,
-                          check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def big_canvas_gif(path: Path, side: int = 2000, frames: int = 16) -> Path:
-    """A few KB of GIF: a `side` x `side` canvas, one frame a second, each changing only a small square."""
-
-    def frame(index):
-        image = Image.new("L", (side, side), 0)
-        image.paste(255, (index * 2, 0, index * 2 + 2, 2))
-        return image
-
-    frame(0).save(path, save_all=True, append_images=(frame(i) for i in range(1, frames)), duration=1000, loop=0)
-    return path
 
 
 def test_gif_memory_grows_with_the_kept_frames_not_the_canvas(tmp_path):
@@ -72,22 +27,6 @@ def test_gif_memory_grows_with_the_kept_frames_not_the_canvas(tmp_path):
     # measured: 267 MB when the kept frames were held at canvas size (16 x 12 MB, and copies), 69 MB now (one
     # canvas being composed and converted at a time; the kept frames at 224 px are 2.4 MB in all)
     assert measured["grew_mb"] < 150, measured
-
-
-def huge_png(path: Path, side: int = 13000) -> Path:
-    """A complete, valid black greyscale PNG of side x side written row by row (a few hundred KB on disk)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    packer, row, body = zlib.compressobj(9), b"\x00" * (side + 1), []
-    for _ in range(side):
-        body.append(packer.compress(row))
-    body.append(packer.flush())
-    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(body))
-                     + chunk(b"IEND", b""))
-    return path
 
 
 def test_a_huge_png_is_refused_before_decoding(tmp_path):

@@ -17,6 +17,7 @@ from llamavid.serve import fetch as fetch_module
 from llamavid.serve.errors import APIError
 from llamavid.serve.fetch import FetchFailed, MediaFetcher, address_class
 from llamavid.serve.settings import ServeSettings
+from llamavid.testing import drip
 
 PAYLOAD = b"\x89PNG fake image bytes"
 
@@ -40,16 +41,7 @@ class _Recorder(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
         elif self.path == "/drip":
-            self.send_response(200)
-            self.send_header("Content-Length", "1000")
-            self.end_headers()
-            try:
-                for _ in range(1000):
-                    self.wfile.write(b"x")
-                    self.wfile.flush()
-                    time.sleep(0.2)
-            except OSError:
-                pass
+            drip(self, pause=0.2)
         else:
             self.send_response(404)
             self.send_header("Content-Length", "0")

@@ -10,12 +10,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import httpx
 import pytest
 
 from llamavid.serve.launch import ServerProcess
+from llamavid.testing import drip, static_clip
 
 APP_ORIGIN = "http://app.example"
 
@@ -28,16 +28,7 @@ class _Host(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 (the stdlib's name)
         self.server.seen.append(self.path)
         if self.path.startswith("/drip"):
-            self.send_response(200)
-            self.send_header("Content-Length", "1000")
-            self.end_headers()
-            try:
-                for _ in range(1000):
-                    self.wfile.write(b"x")
-                    self.wfile.flush()
-                    time.sleep(0.3)
-            except OSError:
-                pass
+            drip(self)
             return
         self.send_response(404)
         self.send_header("Content-Length", "0")
@@ -45,25 +36,6 @@ class _Host(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-def static_clip(path: Path, frames: int = 6000, fps: int = 30, side: int = 32) -> Path:
-    """A still picture for `frames` frames, one keyframe at the start (as a static screen recording encodes): a few
-    KB, and sampling it means decoding it straight through."""
-    import av
-    import numpy as np
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width = stream.height = side
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"x264-params": f"keyint={frames}:min-keyint={frames}:scenecut=0"}
-        still = av.VideoFrame.from_ndarray(np.full((side, side, 3), 90, np.uint8), format="rgb24")
-        for index in range(frames):
-            still.pts = index
-            container.mux(stream.encode(still))
-        container.mux(stream.encode())
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from ..atomic_files import replace_folder
 from ..errors import ModelLoadError, UsageError
 from .releases import (
     BERT_VOCAB_FILE,
@@ -311,14 +312,8 @@ class Conversion:
             shutil.rmtree(partial, ignore_errors=True)  # what an interrupted conversion left
             print(f"Converting {self.name} into {target} (once; later runs reuse it)", file=sys.stderr, flush=True)
             self._convert(partial)
-            if target.exists():  # made with other options: set aside, then removed once the new one is in place
-                stale = target.parent / f".{target.name}.stale"
-                shutil.rmtree(stale, ignore_errors=True)
-                os.replace(target, stale)
-                os.replace(partial, target)
-                shutil.rmtree(stale, ignore_errors=True)
-            else:
-                os.replace(partial, target)
+            # one made with other options is set aside, then removed once the new one is in place
+            replace_folder(partial, target, aside=target.parent / f".{target.name}.stale")
         return target
 
     def converted(self) -> Path | None:

@@ -23,10 +23,11 @@ import json
 import logging
 import os
 import re
-import shutil
 import struct
 import zipfile
 from pathlib import Path
+
+from ..atomic_files import replace_folder
 
 logger = logging.getLogger(__name__)
 
@@ -150,14 +151,7 @@ def staging_root(run_dir: str | os.PathLike) -> Path:
 def publish_checkpoint(staged: Path, final: Path) -> None:
     """Rename a finished staged checkpoint into place. A folder already there (the same step saved again, as
     the Trainer would overwrite it) is replaced: moved into the staging folder, then removed."""
-    if final.exists():
-        old = staged.with_name(f"{staged.name}.replaced")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(staged, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staged, final)
+    replace_folder(staged, final, aside=staged.with_name(f"{staged.name}.replaced"))
     with contextlib.suppress(OSError):  # empty unless another save is being staged beside it
         staged.parent.rmdir()
 
