@@ -213,4 +213,4 @@ def test_the_deadline_bounds_the_whole_download_not_each_read(recorder):
     start = time.monotonic()
     with pytest.raises(FetchFailed):
         fetch(f"http://127.0.0.1:{recorder.server_port}/drip", allow_internal_media_hosts=True, fetch_timeout_s=1.0)
-    assert time.monotonic() - start < 2.5
+    assert time.monotonic() - start < 10  # cut at 1 s; left alone the drip would take 200 s

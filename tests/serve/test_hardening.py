@@ -129,13 +129,17 @@ def test_slow_media_hosts_do_not_starve_other_requests(server, media_host):
                                                                                      "text": "?"}])),
                                          time.monotonic() - started)) for i in range(40)]
         time.sleep(1.0)
-        begin = time.monotonic()
         assert post(server, chat("Quick question?")).status_code == 200
-        assert time.monotonic() - begin < 3.0
+        answered = time.monotonic() - started
         results = [future.result() for future in slow]
+    # starved, the text request would wait for the drips to be cut; an order, not a time, so a loaded machine
+    # cannot fail it
+    assert answered < min(seconds for _, seconds in results)
     for response, seconds in results:
         assert response.status_code == 400 and "could not fetch" in response.json()["error"]["message"]
-        assert seconds < 3.0 + 3.0  # the deadline, waiting for a fetch slot included, and some slack
+        # each drip (1,000 bytes at 0.3 s: 300 s left alone) is cut at the 3 s deadline, waiting for a fetch slot
+        # included; the rest is slack for a loaded machine
+        assert seconds < 3.0 + 20.0
 
 
 def test_a_non_streaming_client_that_goes_away_stops_its_generation(server):
