@@ -36,7 +36,7 @@ from .settings import ServeSettings
 
 logger = logging.getLogger("llamavid.serve")
 
-DISCONNECT_POLL_S = 0.5
+DISCONNECT_POLL_S = 0.1
 
 
 async def prepare(server: Server, chat: ChatRequest):
