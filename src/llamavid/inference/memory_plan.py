@@ -187,14 +187,17 @@ def available_memory(device: str | torch.device) -> float | None:
     """Bytes free for a new job on `device`: free accelerator memory by device type (CUDA, MPS), the host's
     available RAM on a CPU; None where it cannot be told. The one place that asks a device about memory."""
     device = torch.device(device)
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return float(free)
-    if device.type == "mps":
-        return float(torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
     if device.type == "cpu":
         return _host_available()
-    return None
+    if device.type == "mps":
+        return float(torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
+    if not torch.accelerator.is_available() or torch.accelerator.current_accelerator().type != device.type:
+        return None
+    # torch.accelerator's query (torch 2.9+), else the device type's own module (torch.cuda, torch.xpu, ...)
+    query = getattr(torch.accelerator, "get_memory_info", None) or getattr(
+        getattr(torch, device.type, None), "mem_get_info", None
+    )
+    return None if query is None else float(query(device)[0])
 
 
 def _host_available() -> float | None:
