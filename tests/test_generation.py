@@ -14,11 +14,13 @@ from llamavid.eval.runner import AnswerGenerator
 from llamavid.inference.engine import ChatEngine
 from llamavid.inference.generation import (
     GenerationSettings,
+    Row,
     TextStream,
     _overlap,
     generate_arguments,
     generator_for,
 )
+from llamavid.inference.inputs import collate
 from llamavid.model.chat_templates import TEMPLATES, VICUNA_SYSTEM, ChatTemplate
 from llamavid.serve.server import Server
 from llamavid.serve.settings import ServeSettings
@@ -158,3 +160,20 @@ def test_every_route_stops_where_the_context_ends():
         tokens = model.generate(**inputs, max_new_tokens=40, min_new_tokens=40, do_sample=False)[0]
     new = tokens[inputs["input_ids"].shape[1] :]
     assert answer == processor.decode(new[:room]) != processor.decode(new)
+
+
+def test_a_row_that_ignores_eos_runs_to_its_budget_beside_one_that_stops():
+    """vLLM's `ignore_eos`: with the model made to say EOS first, the plain row ends after one token and the
+    other, in the same batch, goes on to its budget."""
+    model, processor = tiny_model_and_processor(seed=2)
+    engine = ChatEngine(model, processor)
+    eos = processor.tokenizer.eos_token_id
+    with torch.no_grad():
+        model.get_output_embeddings().bias = torch.nn.Parameter(torch.zeros(model.config.text_config.vocab_size))
+        model.get_output_embeddings().bias[eos] = 1e4
+    samples = [engine.sample([("user", "Hi")])] * 2
+    rows = [Row(9), Row(9, ignore_eos=True)]
+    inputs = collate(processor, samples, engine.device, engine.encoder.vision_dtype)
+    engine.generator.run(inputs, rows, GenerationSettings(temperature=0))
+    assert (rows[0].finish_reason, rows[0].completion_tokens) == ("stop", 1)
+    assert (rows[1].finish_reason, rows[1].completion_tokens) == ("length", 9)

@@ -143,10 +143,13 @@ def test_slow_media_hosts_do_not_starve_other_requests(server, media_host):
 
 
 def test_a_non_streaming_client_that_goes_away_stops_its_generation(server):
-    request = chat("Tell me a long story.", max_tokens=1900)
+    """The answer runs to its budget whatever this CPU's greedy path is (`ignore_eos`), so the client always goes
+    away with most of it still to generate."""
+    request = chat("Tell me a long story.", max_tokens=1900, ignore_eos=True)
     started = time.monotonic()
-    whole = post(server, request)  # the same answer to its end (greedy): how long it takes and how many tokens
-    seconds, tokens = time.monotonic() - started, whole.json()["usage"]["completion_tokens"]
+    whole = post(server, request)  # the same answer to its end (greedy): how long it takes
+    seconds = time.monotonic() - started
+    assert whole.json()["usage"]["completion_tokens"] == 1900 and whole.json()["choices"][0]["finish_reason"] == "length"
     with pytest.raises(httpx.ReadTimeout):  # a client that gives up an eighth of the way in
         httpx.post(f"{server.url}/v1/chat/completions", json=request, timeout=httpx.Timeout(60, read=seconds / 8))
     deadline = time.monotonic() + 30
@@ -154,7 +157,8 @@ def test_a_non_streaming_client_that_goes_away_stops_its_generation(server):
         time.sleep(0.2)
     line = [line for line in server.log().splitlines() if "status=499" in line][-1]
     assert "finish=cancelled" in line
-    assert int(line.split("completion_tokens=")[1].split()[0]) < tokens
+    assert int(line.split("completion_tokens=")[1].split()[0]) < 1900
+    assert "Traceback" not in server.log()
 
 
 @pytest.mark.parametrize("seed", [1 << 70, -(1 << 70)])

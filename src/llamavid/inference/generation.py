@@ -100,11 +100,13 @@ class TextStream:
 @dataclass
 class Row:
     """One answer to generate. `sink(kind, value)` (called from the generating thread) receives ("text", piece)
-    as the answer grows and ("done", finish_reason) once: "stop", "length" or "cancelled"."""
+    as the answer grows and ("done", finish_reason) once: "stop", "length" or "cancelled". `ignore_eos` runs
+    the row past end-of-sequence tokens to its budget or a stop string (vLLM's option, for load tests)."""
 
     max_new_tokens: int
     stop: list[str] = field(default_factory=list)
     sink: Callable[[str, object], None] | None = None
+    ignore_eos: bool = False
     cancelled: bool = False
     text: str = ""
     completion_tokens: int = 0
@@ -146,7 +148,7 @@ class RowsStopping(StoppingCriteria):
             if row.first_token_at is None:
                 row.first_token_at = now
             row.completion_tokens += 1
-            if token in self.eos_ids:
+            if token in self.eos_ids and not row.ignore_eos:
                 row.emit(stream.close())
                 row.finish("stop")
                 continue
@@ -199,6 +201,8 @@ class Generator:
         budget = max(1, min(max(row.max_new_tokens for row in rows), room))
         arguments = generate_arguments(settings, self.processor.pad_token_id, budget)
         stopping = RowsStopping(rows, self.processor.tokenizer, self.eos_ids)
+        if any(row.ignore_eos for row in rows):  # `generate` would end those rows at EOS: rows stop themselves
+            arguments["eos_token_id"] = []
         with self.lock, torch.inference_mode():
             if settings.seed is not None:
                 torch.manual_seed(settings.seed)

@@ -143,7 +143,7 @@ async def _chat(request: Request, server: Server):
     loop = asyncio.get_running_loop()
     events: asyncio.Queue = asyncio.Queue()
     job = server.submit(sample, settings, lambda kind, value: loop.call_soon_threadsafe(events.put_nowait, (kind, value)),
-                        chat.max_tokens, chat.stop)
+                        chat.max_tokens, chat.stop, chat.ignore_eos)
     model = server.settings.model_name
     if chat.stream:
         return StreamingResponse(_sse(record, job, events, chat, model), media_type="text/event-stream")

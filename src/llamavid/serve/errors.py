@@ -18,6 +18,7 @@ ERROR_TYPES = {
     404: "NotFoundError",
     405: "MethodNotAllowedError",
     413: "RequestEntityTooLargeError",
+    499: "ClientClosedRequestError",  # nginx's status for a client gone before its answer; not in HTTPStatus
     500: "InternalServerError",
     503: "ServiceUnavailableError",
 }

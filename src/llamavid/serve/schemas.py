@@ -46,6 +46,7 @@ class ChatRequestBody(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     seed: int | None = Field(default=None, ge=-(1 << 63), le=(1 << 63) - 1)  # torch's seed range, as vLLM checks
     stop: str | list[str] | None = None
+    ignore_eos: bool = False
     stream: bool = False
     stream_options: _StreamOptions | None = None
     n: int = Field(default=1, ge=1, le=1)
@@ -85,6 +86,7 @@ class ChatRequest:
     stop: list[str]
     stream: bool
     include_usage: bool
+    ignore_eos: bool = False
 
     @property
     def media_refs(self) -> list[MediaRef]:
@@ -126,6 +128,7 @@ def parse_chat_request(data: Any) -> ChatRequest:
         stop=body.stop or [],
         stream=body.stream,
         include_usage=bool(body.stream_options and body.stream_options.include_usage),
+        ignore_eos=body.ignore_eos,
     )
 
 

@@ -145,6 +145,7 @@ class Server:
         sink: Callable[[str, object], None],
         max_tokens: int | None = None,
         stop: list[str] | None = None,
+        ignore_eos: bool = False,
     ) -> Job:
         """Queue a generation; its row's budget is what was asked for, within what the context leaves."""
         room = self.engine.context_length - len(sample.ids)
@@ -153,5 +154,5 @@ class Server:
             check_loaded(self.engine.model, [sample], min(wanted, room), self.engine.generator.kv_cache_dtype)
         except MemoryPlanError as error:
             raise APIError(str(error), status=413) from None
-        row = Row(min(wanted, room), [*sample.stop, *(stop or [])], sink=sink)
+        row = Row(min(wanted, room), [*sample.stop, *(stop or [])], sink=sink, ignore_eos=ignore_eos)
         return self.scheduler.submit(Job(sample, settings, row))
