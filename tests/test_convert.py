@@ -301,3 +301,34 @@ def test_streaming_conversion_shards_like_save_pretrained(tiny_release, tmp_path
     loaded = LlamaVidForConditionalGeneration.from_pretrained(tmp_path / "sharded")
     for key, value in model.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_keep_converts_to_the_dtype_the_release_stores(tiny_release, tmp_path):
+    """LLaMA-VID's releases store bfloat16 (and LAVIS's EVA file float16): the default conversion is bfloat16
+    throughout, the release's size, and `auto` loads it so; a float32 release stays float32 (the other tests)."""
+    from llamavid.inference.loading import load_model
+    from llamavid.model.convert import ArchitectureHints, convert_checkpoint
+
+    model, _, root = tiny_release
+
+    def to_bf16(state):
+        state.update({k: v.to(torch.bfloat16) for k, v in state.items() if v.is_floating_point()})
+
+    folder = _release_copy(root, tmp_path, to_bf16)
+    first = folder / "pytorch_model-00001-of-00002.bin"
+    state = torch.load(first, weights_only=True)
+    to_bf16(state)
+    torch.save(state, first)
+    eva = torch.load(root / "eva_vit_g.pth", weights_only=True)
+    torch.save({k: v.half() for k, v in eva.items()}, tmp_path / "eva_vit_g.pth")
+    out = convert_checkpoint(folder, tmp_path / "out", root / "processor", root / "vocab.txt",
+                             tmp_path / "eva_vit_g.pth", hints=ArchitectureHints(vision_heads=4, qformer_heads=4))
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    loaded, _ = load_model(out, device="cpu", dtype="auto")
+    assert {p.dtype for p in loaded.parameters()} == {torch.bfloat16}
+    for key, value in loaded.state_dict().items():  # the bf16 release's values, exactly
+        if value.is_floating_point():
+            expected = model.state_dict()[key].to(torch.bfloat16)
+            if key.startswith("vision_tower."):  # through LAVIS's float16 first
+                expected = model.state_dict()[key].half().to(torch.bfloat16)
+            torch.testing.assert_close(value, expected, rtol=0, atol=0, msg=key)

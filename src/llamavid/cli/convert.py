@@ -43,7 +43,8 @@ def register(commands) -> None:
         help="output folder (default, for a hub name: the cache entry that `--model NAME` then uses everywhere)",
     )
     parser.add_argument("--chat-template", help="template the model was trained with (default: the release's)")
-    parser.add_argument("--dtype", default="keep", help="keep (as stored), float32, float16 or bfloat16")
+    parser.add_argument("--dtype", default="keep", help="keep (the dtype the release stores its weights in, bfloat16 for LLaMA-VID's; the "
+                        "vision tower is cast to it too), float32, float16 or bfloat16")
     parser.add_argument("--vision-heads", type=int, help="attention heads of a non-standard vision tower")
     parser.add_argument("--vision-blocks", type=int, help="EVA blocks to use (default 39 of EVA-CLIP-g's 40)")
     parser.add_argument("--qformer-heads", type=int, help="attention heads of a non-BERT-base Q-Former")

@@ -473,6 +473,16 @@ class _ConversionPlan:
         if self.eva_file is not None:
             self.eva_file.release()
 
+    def release_dtype(self) -> torch.dtype:
+        """The floating dtype the release folder stores most of its weights in (bfloat16 for LLaMA-VID's): what
+        `keep` converts every part to, so that a converted 7B is the size of the release, not twice it in the
+        float32 of a freshly built model, with the EVA-ViT-G and InstructBLIP files cast to it."""
+        counts: dict[torch.dtype, int] = {}
+        for value in self.model.meta().values():
+            if value.dtype.is_floating_point:
+                counts[value.dtype] = counts.get(value.dtype, 0) + value.numel()
+        return max(counts, key=counts.get) if counts else torch.float32
+
     def _meta(self, reader, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         for key, value in tensors.items():
             self.origin[id(value)] = (reader, key)
@@ -570,7 +580,7 @@ def convert_checkpoint(
     config = build_config(
         original_config, plan.state_dict, plan.eva or plan.embedded_eva, image_size, hints, chat_template
     )
-    model, planned = plan.plan(config, dtype)
+    model, planned = plan.plan(config, dtype if dtype is not None else plan.release_dtype())
 
     output_dir.mkdir(parents=True, exist_ok=True)
     write_sharded_safetensors(
