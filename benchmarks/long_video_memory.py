@@ -130,10 +130,8 @@ def main() -> None:
     sample = build_sample(engine.processor, [Turn("user", QUESTION, [media])])
     result["prompt_tokens"] = len(sample.ids)
     inputs = collate(engine.processor, [sample], engine.device, engine.encoder.vision_dtype)
-    with torch.inference_mode():
-        tokens = stage("question_stage", lambda: engine.model.get_visual_tokens(
-            inputs["vision_features"], inputs["qformer_input_ids"], inputs["qformer_attention_mask"],
-            inputs["media_frame_counts"], inputs["segment_media_index"], vision_features_include_cls=False))
+    # the engine's path: tokens for every frame, then the mapped features' pages handed back
+    tokens = stage("question_stage", lambda: engine.movie_tokens(sample, inputs))
     for key in ("vision_features", "qformer_input_ids", "qformer_attention_mask", "media_frame_counts",
                 "segment_media_index", "vision_features_include_cls"):
         inputs.pop(key)

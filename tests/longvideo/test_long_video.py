@@ -271,3 +271,55 @@ def test_a_bad_video_fails_alone_and_a_rerun_retries_only_it(tiny_folder, tmp_pa
         f"done: {out / 'a-broken.safetensors'}",
         f"skipped: {out / 'b.safetensors'}",
     ]
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmRSS:"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+@pytest.mark.parametrize("suffix", [".safetensors", ".pkl"])
+def test_mapped_features_hand_their_pages_back_and_read_the_same(tmp_path, suffix):
+    """Mapped from the file (a pickle's through a temporary copy): reading brings the features into memory,
+    `release` takes them out again, and what is read after is still the file's."""
+    features = torch.randn(400, 257, 512, generator=torch.Generator().manual_seed(0)).half()  # 105 MB
+    path = tmp_path / f"movie{suffix}"
+    if suffix == ".pkl":
+        inputs = "<image>" * features.shape[0]
+        path.write_bytes(pickle.dumps({"feats": features.numpy(), "inputs": inputs}, protocol=4))
+    else:
+        write_feature_file(path, FeatureFile(features, [float(i) for i in range(400)], [[] for _ in range(400)]))
+    movie = read_feature_file(path, mapped=True, spill_dir=tmp_path)
+    assert movie.release is not None and list(tmp_path.iterdir()) == [path]  # the spilled copy has no name
+    size, before = features.numel() * 2, _rss()
+    assert torch.equal(movie.features, features)
+    read = _rss()
+    assert read - before > 0.8 * size
+    movie.release()
+    assert read - _rss() > 0.8 * size
+    assert torch.equal(movie.features, features)
+
+
+def test_a_movie_runs_the_q_former_once_a_conversation_and_releases_its_pages(engine, tmp_path, monkeypatch):
+    """The movie is shown once, with the first question: its visual tokens are made before the prefill, its
+    mapped pages handed back then, and later turns reuse the tokens; the answers are those of the in-model path."""
+    path = tmp_path / "movie.safetensors"
+    write_feature_file(path, _movie(engine, 6, [["Hi."], [], [], ["Bye"], [], []]))
+    movie = engine.load_movie(path)
+    released, runs = [], []
+    monkeypatch.setattr(movie, "release_pages", lambda: released.append(len(runs)))
+    original = engine.model.get_visual_tokens
+    monkeypatch.setattr(engine.model, "get_visual_tokens", lambda *a, **k: runs.append(1) or original(*a, **k))
+    first = [("user", "Who leaves?")]
+    answer = engine.answer(first, movie, max_new_tokens=6)
+    assert runs == [1] and released == [1]
+    later = [*first, ("assistant", answer), ("user", "And then?")]
+    engine.answer(later, movie, max_new_tokens=6)
+    assert runs == [1]  # the same tokens for the follow-up
+    monkeypatch.undo()
+    with torch.no_grad():  # the tokens computed inside the model's forward, as `generate` on build_inputs does
+        inputs = engine.build_inputs(first, movie)
+        inputs.pop("visual_tokens")
+        tokens = engine.model.generate(**inputs, max_new_tokens=6, do_sample=False)
+    assert answer == engine.processor.decode(tokens[0, inputs["input_ids"].shape[1]:]).strip()

@@ -188,10 +188,10 @@ def test_plan_reads_the_input_header_and_counts_the_prompt_as_chat_does(tiny_fol
 def test_chat_refuses_what_cannot_fit_before_loading(tiny_folder, tiny, tmp_path, monkeypatch, capsys):
     model, _ = tiny
     path = _feature_file(tmp_path, model.config, 40)
-    # what 10 frames need, as available: only fewer frames fit (the runtime dominates the tiny model's need)
+    # what 10 frames need, as usable: only fewer frames fit (the runtime dominates the tiny model's need)
     plan = memory_plan.check_before_loading(tiny_folder, QUESTION, 512, device="cpu", features=path,
                                             max_frames=10, available=float("inf"))
-    monkeypatch.setattr(memory_plan, "available_memory", lambda device: plan.need + 1)
+    monkeypatch.setattr(memory_plan, "available_memory", lambda device: (plan.need + 1) / (1 - memory_plan.HEADROOM))
 
     def no_loading(*args, **kwargs):
         raise AssertionError("the model was loaded")
@@ -274,3 +274,24 @@ def test_eval_batches_are_checked_before_any_work(tiny, monkeypatch):
     monkeypatch.setattr(engine.generator, "run", lambda *a, **k: pytest.fail("generated"))
     with pytest.raises(memory_plan.MemoryPlanError):
         engine.answer_batch([sample], GenerationSettings(max_new_tokens=4))
+
+
+def test_a_feature_files_features_are_out_of_the_prefills_peak_and_headroom_is_kept(model_and_processor):
+    """Mapped features hand their pages back before the prefill (`MappedTensor`): a movie's prefill needs them
+    no more, frames a video encodes still do; and a plan within HEADROOM of what is available is refused."""
+    model, _ = model_and_processor
+    config = model.config
+    movie = memory_plan.Workload(frames=500, feature_tokens=1 + config.num_patches,
+                                 feature_width=config.vision_config.hidden_size, feature_bytes=2,
+                                 fixed_tokens=4000, tokens_per_frame=20)
+    video = movie.__class__(**{**movie.__dict__, "encode": True})
+    settings = memory_plan.Settings(dtype=torch.float32)
+    features = movie.frames * movie.feature_tokens * movie.feature_width * 2
+    for_movie, for_video = (memory_plan.plan_question(config, w, settings) for w in (movie, video))
+    assert for_movie.stage == for_video.stage == "prefill"
+    pixels = video.frames * 3 * config.vision_config.image_size ** 2 * 4
+    vision_weights = for_video.parts["weights (vision tower)"]
+    assert for_video.need - vision_weights - for_movie.need == pytest.approx(features + pixels)
+    with pytest.raises(memory_plan.MemoryPlanError, match="5% of it kept free"):
+        memory_plan.check(config, movie, settings, available=for_movie.need * 1.01)
+    assert memory_plan.check(config, movie, settings, available=for_movie.need / 0.95 * 1.01).fits

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -49,6 +50,8 @@ class MediaFeatures:
     subtitles: list[list[str]] | None = None
     source: str | None = None
     fingerprint: str | None = None
+    # a movie mapped from its feature file: hands the features' resident pages back once its tokens exist
+    release_pages: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_video(self) -> bool:
@@ -151,7 +154,7 @@ class MediaEncoder:
 
     def load_movie(self, path: str | os.PathLike) -> MediaFeatures:
         """A feature file (ours or the original's `.pkl`), checked against this model's vision tower."""
-        return self.movie(read_feature_file(path), str(path))
+        return self.movie(read_feature_file(path, mapped=True, spill_dir=self.temp_dir), str(path))
 
     def movie(self, movie: FeatureFile, path: str | None = None) -> MediaFeatures:
         """A movie's features as this model shows them, once checked against its vision tower."""
@@ -171,9 +174,10 @@ class MediaEncoder:
         if len(movie.subtitles) != movie.num_frames:
             raise FeatureFileError(f"{path}: {movie.num_frames} frames but {len(movie.subtitles)} subtitle lists")
         features, timestamps, subtitles = movie.features, list(movie.timestamps), movie.subtitles
+        release = movie.release
         keep = movie_frames(movie.num_frames, self.sampling.max_frames)
         if keep is not None:  # --max-frames: frames spread uniformly over the movie, with their subtitles
-            features = features[torch.from_numpy(keep)]
+            features, release = features[torch.from_numpy(keep)], None  # a copy: the mapping goes with `movie`
             timestamps = [timestamps[i] for i in keep]
             subtitles = [subtitles[i] for i in keep]
         return MediaFeatures(
@@ -184,6 +188,7 @@ class MediaEncoder:
             subtitles=subtitles,
             source=str(path),
             fingerprint=movie.fingerprint,
+            release_pages=release,
         )
 
     # -- decoding -----------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..model.modeling import VISUAL_INPUTS
 from .encoder import MediaEncoder, MediaFeatures, Sampling
 from .features import FeatureCache
 from .generation import GenerationSettings, Row, generator_for
@@ -162,12 +163,40 @@ class ChatEngine:
                         torch.tensor([media.num_frames], device=self.device),
                         vision_features_include_cls=media.include_cls,
                     )
-                self._tokens[key] = (media.features, tokens)  # the features are kept so that their id stays theirs
-                while len(self._tokens) > TOKEN_CACHE_ITEMS:
-                    self._tokens.popitem(last=False)
-            self._tokens.move_to_end(key)
-            pieces.append(self._tokens[key][1])
+                self._remember(key, media.features, tokens)
+            pieces.append(self._recall(key))
         return torch.cat(pieces)
+
+    def movie_tokens(self, sample: Sample, inputs: dict) -> torch.Tensor:
+        """Visual tokens of a movie sample (every frame with the first question as its Q-Former prompt), from
+        the collated `inputs`; later turns of the conversation ask the same and reuse them. Once they exist the
+        movie's mapped features hand their pages back: the prefill, the peak of a long question, runs without
+        them in memory."""
+        movie = sample.media[0]
+        key = (id(movie.features), "movie", sample.prompts[0] if sample.prompts else "")
+        if key not in self._tokens:
+            with torch.inference_mode():
+                tokens = self.model.get_visual_tokens(
+                    inputs["vision_features"],
+                    inputs["qformer_input_ids"],
+                    inputs["qformer_attention_mask"],
+                    inputs["media_frame_counts"],
+                    inputs["segment_media_index"],
+                    vision_features_include_cls=inputs["vision_features_include_cls"],
+                )
+            self._remember(key, movie.features, tokens)
+            if movie.release_pages is not None:
+                movie.release_pages()
+        return self._recall(key)
+
+    def _remember(self, key: tuple, features: torch.Tensor, tokens: torch.Tensor) -> None:
+        self._tokens[key] = (features, tokens)  # the features are kept so that their id stays theirs
+        while len(self._tokens) > TOKEN_CACHE_ITEMS:
+            self._tokens.popitem(last=False)
+
+    def _recall(self, key: tuple) -> torch.Tensor:
+        self._tokens.move_to_end(key)
+        return self._tokens[key][1]
 
     # -- answers ---------------------------------------------------------------------------------------------
 
@@ -187,7 +216,7 @@ class ChatEngine:
         row = Row(settings.max_new_tokens, list(sample.stop))
         if on_text is not None:
             row.sink = lambda kind, value: on_text(value) if kind == "text" else None
-        self.generator.run(self._inputs(sample), [row], settings)
+        self.generator.run(self._generation_inputs(sample), [row], settings)
         return row.text
 
     def chat(
@@ -201,7 +230,7 @@ class ChatEngine:
         """Stream the assistant's answer to `messages` about `media`, piece by piece (see `Generator.stream`)."""
         settings = settings or GenerationSettings(**generation)
         sample = self.sample(messages, media, template)
-        yield from self.generator.stream(self._inputs(sample), settings, sample.stop)
+        yield from self.generator.stream(self._generation_inputs(sample), settings, sample.stop)
 
     def answer_batch(
         self, samples: Sequence[Sample], settings: GenerationSettings, stops: Sequence[Sequence[str]] = ()
@@ -217,9 +246,21 @@ class ChatEngine:
         return [row.text for row in rows]
 
     def _inputs(self, sample: Sample) -> dict:
+        """Model inputs with the visual tokens made (beside the vision inputs they were made from)."""
         inputs = collate(self.processor, [sample], self.device, self.encoder.vision_dtype)
-        if sample.media and sample.media[0].kind != "movie":
-            inputs["visual_tokens"] = self.segment_tokens(sample)
+        if sample.media:
+            movie = sample.media[0].kind == "movie"
+            inputs["visual_tokens"] = self.movie_tokens(sample, inputs) if movie else self.segment_tokens(sample)
+        return inputs
+
+    def _generation_inputs(self, sample: Sample) -> dict:
+        """`_inputs` without the vision inputs, which `generate` does not need once the visual tokens exist: on
+        an accelerator their copy would otherwise live through it."""
+        inputs = self._inputs(sample)
+        if "visual_tokens" in inputs:
+            for key in VISUAL_INPUTS:
+                if key != "visual_tokens":
+                    inputs.pop(key, None)
         return inputs
 
 

@@ -12,8 +12,12 @@ from __future__ import annotations
 import io
 import json
 import math
+import mmap
 import os
 import pickle
+import tempfile
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +46,8 @@ class FeatureFile:
     subtitles: list[list[str]]  # per frame
     include_cls: bool = True
     metadata: dict = field(default_factory=dict)
+    # with `mapped=True`: hands the features' resident pages back to the system (see `MappedTensor`)
+    release: Callable[[], None] | None = None
 
     @property
     def num_frames(self) -> int:
@@ -67,18 +73,72 @@ def write_feature_file(path: str | os.PathLike, file: FeatureFile) -> None:
         save_file(tensors, temporary, metadata=metadata)
 
 
-def read_feature_file(path: str | os.PathLike) -> FeatureFile:
-    """A `.safetensors` file written by `write_feature_file`, or an original `.pkl` movie file."""
+class MappedTensor:
+    """A tensor whose data is a private, read-only-in-practice mapping of a file: its pages come in as they are
+    read and `release()` hands them back (madvise DONTNEED), to be read again from the file if touched. A movie's
+    features are read once, by the question stage; released, they no longer count in the process's memory
+    through the LLM prefill, the peak of a long question."""
+
+    def __init__(self, handle, offset: int, dtype: torch.dtype, shape: tuple[int, ...]):
+        self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)  # private: a write never reaches the file
+        count = math.prod(shape)
+        self.tensor = torch.frombuffer(self._map, dtype=dtype, count=count, offset=offset).view(shape)
+
+    def release(self) -> None:
+        if hasattr(mmap, "MADV_DONTNEED") and not self._map.closed:
+            self._map.madvise(mmap.MADV_DONTNEED)
+
+
+def _safetensors_offset(handle, name: str) -> tuple[int, torch.dtype, tuple[int, ...]] | None:
+    """(byte offset, dtype, shape) of tensor `name` in an open safetensors file: the format is an 8-byte header
+    length, a JSON header with each tensor's data offsets, then the data."""
+    size = int.from_bytes(handle.read(8), "little")
+    header = json.loads(handle.read(size))
+    entry = header.get(name)
+    dtypes = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32}
+    if entry is None or entry["dtype"] not in dtypes:
+        return None
+    offset = 8 + size + entry["data_offsets"][0]
+    dtype = dtypes[entry["dtype"]]
+    return (offset, dtype, tuple(entry["shape"])) if offset % dtype.itemsize == 0 else None
+
+
+def _mapped(path: Path, features: torch.Tensor | None, spill_dir) -> MappedTensor | None:
+    """`path`'s features as a mapping of the file itself (a safetensors file, `features` None) or, for features
+    already read (a pickle), of an unnamed temporary copy in `spill_dir`; None where mapping is not possible."""
+    try:
+        if features is None:
+            with open(path, "rb") as handle:
+                place = _safetensors_offset(handle, "features")
+                return None if place is None else MappedTensor(handle, *place)
+        with tempfile.TemporaryFile(dir=spill_dir) as handle:  # gone from the folder at once; the mapping keeps it
+            handle.write(features.contiguous().numpy().data)
+            handle.flush()
+            return MappedTensor(handle, 0, features.dtype, tuple(features.shape))
+    except (OSError, ValueError, TypeError) as error:
+        warnings.warn(f"{path}: features kept in memory, not mapped ({error})", stacklevel=3)
+        return None
+
+
+def read_feature_file(path: str | os.PathLike, mapped: bool = False, spill_dir=None) -> FeatureFile:
+    """A `.safetensors` file written by `write_feature_file`, or an original `.pkl` movie file. `mapped` maps the
+    features from the file (a pickle's through a temporary copy in `spill_dir`, default the system's) and gives
+    the FeatureFile a `release` for their pages."""
     path = Path(path)
     if not path.is_file():
         raise FeatureFileError(f"{path}: no such feature file")
     if path.suffix == ".pkl":
-        return read_original_pickle(path)
+        movie = read_original_pickle(path)
+        mapping = _mapped(path, movie.features, spill_dir) if mapped else None
+        if mapping is not None:
+            movie.features, movie.release = mapping.tensor, mapping.release
+        return movie
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = dict(handle.metadata() or {})
             names = set(handle.keys())
-            features = handle.get_tensor("features")
+            mapping = _mapped(path, None, spill_dir) if mapped else None
+            features = mapping.tensor if mapping is not None else handle.get_tensor("features")
             timestamps = handle.get_tensor("timestamps").tolist() if "timestamps" in names else []
     except Exception as error:
         raise FeatureFileError(f"{path}: not a readable feature file ({error})") from None
@@ -92,7 +152,8 @@ def read_feature_file(path: str | os.PathLike) -> FeatureFile:
     include_cls = bool(metadata.pop("include_cls", math.isqrt(features.shape[1]) ** 2 != features.shape[1]))
     if not timestamps:
         timestamps = [float(i) for i in range(features.shape[0])]
-    return FeatureFile(features, timestamps, subtitles, include_cls, metadata)
+    return FeatureFile(features, timestamps, subtitles, include_cls, metadata,
+                       release=mapping.release if mapping is not None else None)
 
 
 class _ArraysOnly(pickle.Unpickler):
@@ -152,6 +213,7 @@ def read_original_pickle(path: str | os.PathLike) -> FeatureFile:
 __all__ = [
     "FeatureFile",
     "FeatureFileError",
+    "MappedTensor",
     "load_original_pickle",
     "read_feature_file",
     "read_original_pickle",

@@ -33,6 +33,9 @@ RUNTIME_BYTES = 0.6e9  # Python, torch, tokenizers and the allocator's slack, me
 QFORMER_ROW_TENSORS = 12  # live (tokens x width) Q-Former tensors per row at its widest point
 PREFILL_HIDDEN_TENSORS = 8  # live (positions x hidden) tensors in one decoder layer's forward
 PREFILL_MLP_TENSORS = 3  # live (positions x intermediate) tensors (gate, up, their product)
+# a plan is an estimate: one that needs nearly all of the device is refused with what would fit, rather than
+# left to the kernel's out-of-memory killer or an allocator error halfway through a long prefill
+HEADROOM = 0.05
 
 
 class MemoryPlanError(LlamaVidError, RuntimeError):
@@ -93,8 +96,13 @@ class Plan:
         return sum(self.parts.values())
 
     @property
+    def usable(self) -> float | None:
+        """What the plan may take of what is available (HEADROOM kept free)."""
+        return None if self.available is None else self.available * (1 - HEADROOM)
+
+    @property
     def fits(self) -> bool:
-        return self.available is None or self.need <= self.available
+        return self.available is None or self.need <= self.usable
 
     def table(self) -> str:
         rows = [f"{name:<40} {value / GB:8.2f} GB" for name, value in self.parts.items()]
@@ -102,6 +110,7 @@ class Plan:
         rows.append(f"{'need (peak, at the ' + self.stage + ')':<40} {self.need / GB:8.2f} GB")
         if self.available is not None:
             rows.append(f"{'available on ' + self.device:<40} {self.available / GB:8.2f} GB")
+            rows.append(f"{'usable (' + format(HEADROOM, '.0%') + ' kept free)':<40} {self.usable / GB:8.2f} GB")
         return "\n".join(rows)
 
 
@@ -163,12 +172,18 @@ def plan_question(config, workload: Workload, settings: Settings) -> Plan:
     embeddings = length * hidden * compute
     prefill = embeddings + kv + activations
     base = sum(parts.values())
-    stages = {"question stage": base + question + visual_tokens, "prefill": base + prefill}
-    if question + visual_tokens >= prefill:
+    # a feature file's features are mapped from it and hand their pages back once the visual tokens exist
+    # (`MappedTensor`): the prefill runs without them
+    paged_out = 0 if workload.encode else parts["vision features"]
+    stages = {"question stage": base + question + visual_tokens, "prefill": base - paged_out + prefill}
+    if stages["question stage"] >= stages["prefill"]:
         parts.update({"question stage (one chunk of frames)": question, "visual tokens": visual_tokens})
         stage = "question stage"
     else:
         parts.update({"prompt embeddings": embeddings, "KV cache": kv, "prefill activations": activations})
+        if paged_out:  # the question stage's peak holds them
+            del parts["vision features"]
+            parts["vision features (paged out)"] = 0.0
         stage = "prefill"
     return Plan(parts, stage, device=settings.device, stages=stages)
 
@@ -256,12 +271,12 @@ def check(config, workload: Workload, settings: Settings, available: float | Non
         return plan
     biggest = sorted(plan.parts.items(), key=lambda item: -item[1])[:3]
     shares = ", ".join(f"{name} {value / GB:.1f}" for name, value in biggest)
-    fitting = alternatives(config, workload, settings, plan.available)
+    fitting = alternatives(config, workload, settings, plan.usable)
     hint = f"; would fit: {' or '.join(fitting)}" if fitting else "; no setting here fits: use a larger device"
     raise MemoryPlanError(
         f"this question needs about {plan.need / GB:.1f} GB at the {plan.stage} ({shares}; {workload.frames} "
         f"frames, {workload.prompt_tokens} prompt tokens) but {plan.available / GB:.1f} GB is available on "
-        f"{settings.device}{hint}",
+        f"{settings.device} ({HEADROOM:.0%} of it kept free){hint}",
         plan,
     )
 
