@@ -26,8 +26,8 @@ from pathlib import Path
 
 import httpx
 
-from llamavid.serve.launch import ServerProcess
 from llamavid.testing import (
+    ServerProcess,
     big_canvas_gif,
     decoder_peak,
     drip,

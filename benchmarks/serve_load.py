@@ -26,8 +26,7 @@ from pathlib import Path
 
 import openai
 
-from llamavid.serve.launch import ServerProcess
-from llamavid.testing import tiny_model_and_processor, write_test_video
+from llamavid.testing import ServerProcess, tiny_model_and_processor, write_test_video
 
 
 def one_request(client, video_url: str, question: str, max_tokens: int) -> tuple[float, float | None, str]:

@@ -31,8 +31,7 @@ import openai
 
 from llamavid.integrations.vllm_plugin.export import export_for_vllm
 from llamavid.media.video import load_video
-from llamavid.serve.launch import ServerProcess
-from llamavid.testing import tiny_model_and_processor, write_test_video
+from llamavid.testing import ServerProcess, tiny_model_and_processor, write_test_video
 from serve_load import one_request
 
 TEXT_SIZES = {"hidden_size": 64, "num_attention_heads": 2, "num_key_value_heads": 2, "intermediate_size": 128}

@@ -1,11 +1,13 @@
 """Helpers for tests, benchmarks and examples: tiny random models (from `llamavid.toy.tiny`, re-exported here
 under their long-standing names), random checkpoints in the released layout at real widths
-(`write_release_checkpoint`, from `llamavid.toy.release_layout`), real test videos and label-span reading. Nothing in the package imports this
+(`write_release_checkpoint`, from `llamavid.toy.release_layout`), a server run as a child process on a loopback
+port (`ServerProcess`, from `llamavid.toy.server_process`), real test videos and label-span reading. Nothing in the package imports this
 module."""
 
 from __future__ import annotations
 
 from .toy.release_layout import ReleaseCheckpoint, write_release_checkpoint
+from .toy.server_process import ServerProcess, free_port
 from .toy.tiny import (
     tiny_config,
     tiny_image_processor,
@@ -99,6 +101,8 @@ def supervised_spans(labels: list[int], ignore_index: int = -100) -> list[tuple[
 
 __all__ = [
     "ReleaseCheckpoint",
+    "ServerProcess",
+    "free_port",
     "supervised_spans",
     "tiny_config",
     "tiny_image_processor",

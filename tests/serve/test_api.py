@@ -16,7 +16,7 @@ import openai
 import pytest
 
 from llamavid.model.processing import LlamaVidProcessor
-from llamavid.serve.launch import ServerProcess
+from llamavid.testing import ServerProcess
 
 KEY = "test-key"
 MODEL = "tiny"

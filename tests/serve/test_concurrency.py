@@ -16,8 +16,7 @@ import torch
 
 from llamavid.inference.adapter_folder import save_adapter_model
 from llamavid.inference.feature_files import FeatureFile, write_feature_file
-from llamavid.serve.launch import ServerProcess
-from llamavid.testing import tiny_model_and_processor
+from llamavid.testing import ServerProcess, tiny_model_and_processor
 
 pytestmark = pytest.mark.slow
 peft = pytest.importorskip("peft")

@@ -14,8 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from llamavid.serve.launch import ServerProcess
-from llamavid.testing import drip, static_clip
+from llamavid.testing import ServerProcess, drip, static_clip
 
 APP_ORIGIN = "http://app.example"
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from llamavid.serve.launch import ServerProcess
+from llamavid.testing import ServerProcess
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 

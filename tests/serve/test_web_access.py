@@ -9,7 +9,7 @@ import json
 import httpx
 import pytest
 
-from llamavid.serve.launch import ServerProcess
+from llamavid.testing import ServerProcess
 
 KEY = "page-key"
 

@@ -17,7 +17,6 @@ import copy
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import warnings
@@ -25,6 +24,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from llamavid.testing import free_port
 
 pytestmark = pytest.mark.training
 
@@ -61,12 +62,6 @@ def reference(toy_data, tmp_path_factory):
     figures = run_recipe(recipe_from_dict(toy_recipe(toy_data, out, gradient_accumulation_steps=2)))
     assert figures["stage1"]["distributed"] == {"type": "NO", "world_size": 1}
     return out, figures
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def launch(launcher: str, recipe: dict, tmp_path: Path, *arguments: str) -> subprocess.CompletedProcess:

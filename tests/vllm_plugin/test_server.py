@@ -19,8 +19,7 @@ openai = pytest.importorskip("openai")
 from vllm_case import MAX_NEW_TOKENS, build_model, reference  # noqa: E402
 
 from llamavid.media.video import load_video  # noqa: E402
-from llamavid.serve.launch import ServerProcess  # noqa: E402
-from llamavid.testing import write_test_video  # noqa: E402
+from llamavid.testing import ServerProcess, write_test_video  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

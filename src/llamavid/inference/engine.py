@@ -106,10 +106,6 @@ class ChatEngine:
         )
 
     @property
-    def cache(self) -> FeatureCache:
-        return self.encoder.cache
-
-    @property
     def device(self) -> torch.device:
         return self.encoder.device
 

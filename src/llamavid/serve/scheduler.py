@@ -50,8 +50,6 @@ class BatchScheduler:
         self._pending: deque[Job] = deque()
         self._cond = threading.Condition()
         self._running = True
-        self.batches_run = 0
-        self.largest_batch = 0
         self._thread = threading.Thread(target=self._loop, name="llamavid-batcher", daemon=True)
         self._thread.start()
 
@@ -114,6 +112,4 @@ class BatchScheduler:
         inputs = collate(engine.processor, [job.sample for job in batch], engine.device, engine.encoder.vision_dtype)
         for job in batch:
             job.batch_size = len(batch)
-        self.batches_run += 1
-        self.largest_batch = max(self.largest_batch, len(batch))
         engine.generator.run(inputs, [job.row for job in batch], batch[0].settings)
