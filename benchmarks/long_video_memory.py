@@ -129,7 +129,7 @@ def main() -> None:
     media = stage("features", lambda: engine.load_movie(movie))
     sample = build_sample(engine.processor, [Turn("user", QUESTION, [media])])
     result["prompt_tokens"] = len(sample.ids)
-    inputs = collate(engine.processor, [sample], engine.device, engine.encoder.vision_dtype)
+    inputs = collate(engine.processor, [sample], engine.device)
     # the engine's path: tokens for every frame, then the mapped features' pages handed back
     tokens = stage("question_stage", lambda: engine.movie_tokens(sample, inputs))
     for key in ("vision_features", "qformer_input_ids", "qformer_attention_mask", "media_frame_counts",

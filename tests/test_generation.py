@@ -173,7 +173,7 @@ def test_a_row_that_ignores_eos_runs_to_its_budget_beside_one_that_stops():
         model.get_output_embeddings().bias[eos] = 1e4
     samples = [engine.sample([("user", "Hi")])] * 2
     rows = [Row(9), Row(9, ignore_eos=True)]
-    inputs = collate(processor, samples, engine.device, engine.encoder.vision_dtype)
+    inputs = collate(processor, samples, engine.device)
     engine.generator.run(inputs, rows, GenerationSettings(temperature=0))
     assert (rows[0].finish_reason, rows[0].completion_tokens) == ("stop", 1)
     assert (rows[1].finish_reason, rows[1].completion_tokens) == ("length", 9)

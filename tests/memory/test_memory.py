@@ -64,7 +64,7 @@ def test_collate_keeps_the_stored_dtype_of_a_movie(model_and_processor):
 
     movie = MediaFeatures(_movie(model.config, 5), "movie", subtitles=[["hi"]] * 5)
     sample = build_sample(processor, [Turn("user", QUESTION, [movie])])
-    inputs = collate(processor, [sample], engine.device, torch.float32)
+    inputs = collate(processor, [sample], engine.device)
     assert inputs["vision_features"].dtype == torch.float16
     assert inputs["vision_features"].data_ptr() == movie.features[:, 1:].data_ptr()  # a view, not a copy
 
@@ -88,7 +88,7 @@ def _prompt_inputs(model, processor, frames: int = 40):
 
     movie = MediaFeatures(_movie(model.config, frames), "movie", subtitles=[["a few words"]] * frames)
     sample = build_sample(processor, [Turn("user", QUESTION, [movie])])
-    return collate(processor, [sample], torch.device("cpu"), torch.float32)
+    return collate(processor, [sample], torch.device("cpu"))
 
 
 def test_chunked_prefill_equals_one_pass(model_and_processor):

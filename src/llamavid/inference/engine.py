@@ -237,13 +237,13 @@ class ChatEngine:
         extra = list(stops) or [()] * len(samples)
         rows = [Row(settings.max_new_tokens, [*s.stop, *more]) for s, more in zip(samples, extra, strict=True)]
         check_loaded(self.model, samples, settings.max_new_tokens, self.generator.kv_cache_dtype)
-        inputs = collate(self.processor, list(samples), self.device, self.encoder.vision_dtype)
+        inputs = collate(self.processor, list(samples), self.device)
         self.generator.run(inputs, rows, settings)
         return [row.text for row in rows]
 
     def _inputs(self, sample: Sample) -> dict:
         """Model inputs with the visual tokens made (beside the vision inputs they were made from)."""
-        inputs = collate(self.processor, [sample], self.device, self.encoder.vision_dtype)
+        inputs = collate(self.processor, [sample], self.device)
         if sample.media:
             movie = sample.media[0].kind == "movie"
             inputs["visual_tokens"] = self.movie_tokens(sample, inputs) if movie else self.segment_tokens(sample)

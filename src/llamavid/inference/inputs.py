@@ -190,11 +190,11 @@ def check_length(length: int, limit: int, frame_tokens: int, showings: list[int]
     raise ContextLengthError(message, length, limit, fit, detail)
 
 
-def collate(processor, samples: list[Sample], device=None, dtype: torch.dtype | None = None) -> dict:
+def collate(processor, samples: list[Sample], device=None) -> dict:
     """Left-padded model inputs for samples sharing a `batch_key`; placeholders fill in reading order.
 
-    Vision features move to `device` but keep their stored dtype (a movie's float16): the model casts them to
-    `dtype` (the weights') one chunk of frames at a time, so no second whole copy lives through `generate`."""
+    Vision features move to `device` but keep their stored dtype (a movie's float16): the model casts them to its
+    weights' dtype one chunk of frames at a time, so no second whole copy lives through `generate`."""
     blocks, counts, segment_index, prompts = [], [], [], []
     for sample in samples:
         offset = len(counts)

@@ -306,7 +306,7 @@ def check_before_loading(
     return check(config, workload, settings, available)
 
 
-def sample_workload(config, sample, max_new_tokens: int) -> Workload:
+def sample_workload(sample, max_new_tokens: int) -> Workload:
     """The workload of a built prompt (`llamavid.inference.inputs.Sample`) whose media are already encoded."""
     frames = sum(sample.item_frames[segment] for segment in sample.segments)
     block = sample.blocks[0] if sample.blocks else None
@@ -332,7 +332,7 @@ def check_loaded(model, samples, max_new_tokens: int, kv_cache_dtype: str = "aut
     settings = Settings(dtype, None, kv_cache_dtype, str(device))
     total = Plan(device=str(device), available=available)
     for sample in samples:
-        plan = plan_question(model.config, sample_workload(model.config, sample, max_new_tokens), settings)
+        plan = plan_question(model.config, sample_workload(sample, max_new_tokens), settings)
         for name, value in plan.parts.items():
             if not name.startswith(("runtime", "weights", "vision features")):  # those are in memory already
                 total.parts[name] = total.parts.get(name, 0.0) + value

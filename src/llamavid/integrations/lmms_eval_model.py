@@ -176,7 +176,7 @@ class LlamaVid(lmms):
         scored = torch.tensor(full.ids[shared:])
         if scored.numel() == 0:
             return 0.0, True
-        inputs = collate(self.engine.processor, [full], self.device, self.engine.encoder.vision_dtype)
+        inputs = collate(self.engine.processor, [full], self.device)
         with torch.inference_mode():
             logits = self.engine.model(**inputs).logits[0, -scored.numel() - 1 : -1].float()
         logprobs = torch.log_softmax(logits, dim=-1)

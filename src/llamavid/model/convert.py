@@ -455,7 +455,7 @@ class _ConversionPlan:
     checks (unexpected keys, unpaired biases) and `check_complete` (missing keys, shapes) are the same exact
     errors as on real tensors; each output tensor is then made alone from the files it comes from."""
 
-    def __init__(self, model_dir: Path, eva_path, instructblip_path, original_config: dict):
+    def __init__(self, model_dir: Path, eva_path, instructblip_path):
         self.model = ShardedWeights(original_weight_files(model_dir))
         self.eva_file = WeightFile(eva_path) if eva_path else None
         self.instructblip_file = WeightFile(instructblip_path) if instructblip_path else None
@@ -570,7 +570,7 @@ def convert_checkpoint(
     model_dir, output_dir = Path(model_dir), Path(output_dir)
     qformer_vocab, processor_config = _check_parts(model_dir, processor_dir, qformer_vocab)
     original_config = _original_config(model_dir)
-    plan = _ConversionPlan(model_dir, eva_path, instructblip_path, original_config)
+    plan = _ConversionPlan(model_dir, eva_path, instructblip_path)
     if plan.eva is None and not plan.embedded_eva:
         raise ConversionError(
             f"{model_dir} holds no vision tower weights: pass the EVA-ViT-G file with --eva"

@@ -109,7 +109,7 @@ class BatchScheduler:
 
     def _run(self, batch: list[Job]) -> None:
         engine = self.engine
-        inputs = collate(engine.processor, [job.sample for job in batch], engine.device, engine.encoder.vision_dtype)
+        inputs = collate(engine.processor, [job.sample for job in batch], engine.device)
         for job in batch:
             job.batch_size = len(batch)
         engine.generator.run(inputs, [job.row for job in batch], batch[0].settings)

@@ -46,7 +46,7 @@ def evaluate_records(
             for q, m in zip(questions, media, strict=True)
         ]
         rows = [Row(max_new_tokens, sample.stop) for sample in samples]
-        generator.run(collate(processor, samples, encoder.device, encoder.vision_dtype), rows, settings)
+        generator.run(collate(processor, samples, encoder.device), rows, settings)
         for record, row in zip(batch, rows, strict=True):
             hits[record["type"]].append(int(first_word(row.text) == record["answer"]))
             one_word.append(int(len(re.findall(r"[A-Za-z]+", row.text)) == 1))
