@@ -267,3 +267,17 @@ def test_two_processes_each_take_a_shard(tiny_folder, tasks, tmp_path):
     assert log.count(f"number of requests on this rank: {per_rank}") == 2, log[-3000:]
     samples = [json.loads(line) for path in out.rglob("*_samples_ci_image_qa.jsonl") for line in path.open()]
     assert sorted(s["doc_id"] for s in samples) == list(range(len(docs["ci_image_qa"])))
+
+
+def test_videos_are_sampled_at_the_models_rate(tmp_path):
+    """A model whose config samples video at 2 fps is evaluated at 2 fps unless `fps` is in its model_args."""
+    from llamavid.integrations.lmms_eval_model import LlamaVid
+    from llamavid.testing import tiny_model_and_processor
+
+    model, processor = tiny_model_and_processor(seed=5)
+    model.config.video_fps = 2.0
+    model.save_pretrained(tmp_path / "two-fps")
+    processor.save_pretrained(tmp_path / "two-fps")
+    video = write_test_video(tmp_path / "clip.mp4", 4, fps=10)
+    assert LlamaVid(pretrained=str(tmp_path / "two-fps"), device="cpu").engine.encode_media(video).num_frames == 8
+    assert LlamaVid(pretrained=str(tmp_path / "two-fps"), device="cpu", fps=1).engine.encode_media(video).num_frames == 4

@@ -15,7 +15,12 @@ def register(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     """Copy a llamavid folder with vLLM's placeholder tokens, Jinja chat template and video loader added."""
     from ..integrations.vllm_plugin.export import export_for_vllm
+    from ..model.configuration import LlamaVidConfig
 
     out = export_for_vllm(args.source, args.out)
     print(f"vLLM model folder: {out}")
+    fps = LlamaVidConfig.from_pretrained(out).video_fps
+    if fps != 1.0:  # vLLM's video loader is not told the model; the default rate is the releases' 1 fps
+        print(f"this model samples videos at {fps:g} fps: serve it with --media-io-kwargs "
+              f"'{{\"video\": {{\"fps\": {fps:g}}}}}'")
     return 0

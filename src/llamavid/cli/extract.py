@@ -33,7 +33,9 @@ def register(commands) -> None:
         help="MovieNet files folder (shot/<imdb>.txt, meta/<imdb>.json, subtitle/<imdb>.srt): SOURCE is then a "
         "folder of <imdb>.tar keyframe archives and every keyframe is kept",
     )
-    parser.add_argument("--fps", type=float, help="frames per second to keep from videos (default 1)")
+    parser.add_argument(
+        "--fps", type=float, help="frames per second to keep from videos (default: the model's video_fps, 1 for the releases)"
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="frames per vision-tower batch")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         source,
         out_dir,
         Path(args.subtitles) if args.subtitles else None,
-        args.fps or 1.0,
+        args.fps,
         args.batch_size,
         state.process_index,
         state.num_processes,

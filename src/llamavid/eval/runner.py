@@ -26,8 +26,6 @@ from ..errors import UsageError
 from .base import Benchmark, Item, Media, llava_row, row_key
 from .data import EvalDataError
 
-FPS = 1.0  # the video benchmarks' sampling rate
-
 
 @dataclass
 class RunSettings:
@@ -134,7 +132,7 @@ class AnswerGenerator:
 
         self.model = model
         self.processor = processor
-        self.engine = ChatEngine.for_evaluation(model, processor, feature_cache_dir, memory_items=4, fps=FPS)
+        self.engine = ChatEngine.for_evaluation(model, processor, feature_cache_dir, memory_items=4)
 
     def features(self, media: Media):
         """The vision features of an item's medium (an image padded as the benchmark says)."""

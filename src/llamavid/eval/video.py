@@ -1,11 +1,12 @@
 """Video benchmarks: MSVD-QA, MSRVTT-QA, ActivityNet-QA (judged yes/no + score) and the Video-ChatGPT benchmark
 (VCGBench: five judged aspects).
 
-Inference as the original scripts: frames at 1 fps, "<image>\\n" + question in one vicuna_v1 turn, the raw
-question as Q-Former prompt (each of Q1/Q2 on its own for the consistency set), 1024 new tokens, sampling at
-temperature 0.2 unless `--greedy`. A missing video stops the run with its name (the original silently reuses the
-previous video). Prediction rows keep the original's fields (`id`/`question`/`answer`/`pred`; VCGBench entries
-+ `pred` or `pred1`/`pred2`) so the original judge scripts read them too, plus LLaVA's answer fields.
+Inference as the original scripts: frames at the model's `video_fps` (1 for the releases, as the original's),
+"<image>\\n" + question in one vicuna_v1 turn, the raw question as Q-Former prompt (each of Q1/Q2 on its own for
+the consistency set), 1024 new tokens, sampling at temperature 0.2 unless `--greedy`. A missing video stops the run
+with its name (the original silently reuses the previous video). Prediction rows keep the original's fields
+(`id`/`question`/`answer`/`pred`; VCGBench entries + `pred` or `pred1`/`pred2`) so the original judge scripts read
+them too, plus LLaVA's answer fields.
 
 Aggregation as the original: the judge's `score` truncated with int() and averaged; QA accuracy = #replies whose
 `pred` contains "yes" / (#yes + #no), "yes" tested first as a substring, so replies with neither are left out of

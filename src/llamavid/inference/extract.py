@@ -1,6 +1,6 @@
 """Vision features of whole videos, once, for movie chat and long-video training (`llamavid extract-features`).
 
-Each video is decoded at the sampling rate (1 fps by default) straight at the model's size, run through the
+Each video is decoded at the sampling rate (the model's `video_fps` by default, 1 for the releases) straight at the model's size, run through the
 vision tower in batches, and written as one feature file (see `feature_files`) with its timestamps and, when a
 `.srt`/`.vtt` sits beside it (or is given), the subtitle lines aligned to its frames.
 
@@ -77,9 +77,12 @@ def is_complete(path: Path) -> bool:
 
 
 def extract_video(
-    encoder: MediaEncoder, video: Path, subtitles: Path | None, fps: float, batch_size: int, progress: bool | None
+    encoder: MediaEncoder, video: Path, subtitles: Path | None, fps: float | None, batch_size: int,
+    progress: bool | None,
 ):
-    """FeatureFile of one video: frames at `fps`, vision features in batches (bounded memory for pixels)."""
+    """FeatureFile of one video: frames at `fps` (None: the encoder's sampling, from the model's config unless
+    set), vision features in batches (bounded memory for pixels)."""
+    fps = fps or encoder.sampling.settings("video", encoder.config)["fps"]
     import torch
     from tqdm.auto import tqdm
 
@@ -170,7 +173,7 @@ def extract_all(
     source: Path,
     out_dir: Path,
     subtitles: Path | None = None,
-    fps: float = 1.0,
+    fps: float | None = None,
     batch_size: int = 32,
     process_index: int = 0,
     num_processes: int = 1,

@@ -1,9 +1,9 @@
 """llamavid as an lmms-eval model: `lmms-eval --model llamavid --model_args pretrained=DIR_OR_NAME,...`.
 
-Everything runs through our `ChatEngine`: media are encoded by its encoder (videos at 1 fps by our frame rule,
-decoded at their own size and resized by the image processor, as `llamavid eval` does), prompts are built with
-the model's own chat template, every medium's Q-Former prompt is its turn's question, and answers come from its
-batched generator. Requests are grouped so that one `generate` serves every request with the same decoding
+Everything runs through our `ChatEngine`: media are encoded by its encoder (videos at the model's `video_fps` by
+our frame rule, decoded at their own size and resized by the image processor, as `llamavid eval` does), prompts are
+built with the model's own chat template, every medium's Q-Former prompt is its turn's question, and answers come
+from its batched generator. Requests are grouped so that one `generate` serves every request with the same decoding
 settings and compatible media.
 
 lmms-eval ranks multiple-choice options by the *smallest* value `loglikelihood` returns (its built-in models
@@ -52,7 +52,7 @@ class LlamaVid(lmms):
         pretrained: str,
         device: str = "auto",
         dtype: str = "auto",
-        fps: float = 1.0,
+        fps: float | None = None,
         max_frames: int | None = None,
         batch_size: int | str = 1,
         feature_cache: str | None = None,

@@ -80,7 +80,11 @@ class ServeSettings:
     max_frames: int = field(
         default=64, metadata=_flag("most frames taken from a video; longer ones are sampled uniformly", "limits")
     )
-    fps: float = field(default=1.0, metadata=_flag("video sampling rate when a request does not say", "limits"))
+    fps: float | None = field(
+        default=None,
+        metadata=_flag("video sampling rate when a request does not say (default: the model's video_fps, 1 for the "
+                       "releases)", "limits"),
+    )
     fetch_timeout_s: float = field(
         default=10.0, metadata=_flag("seconds for a whole http(s) media download (redirects and the wait for a "
                                      "fetch slot included)", "limits", flag="--fetch-timeout")
@@ -131,7 +135,7 @@ class ServeSettings:
             "--max-decoded-frames": self.max_decoded_frames,
         }
         for flag, value in positive.items():
-            if value <= 0:
+            if value is not None and value <= 0:
                 raise UsageError(f"{flag} must be positive, got {value}")
         if self.batch_wait_ms < 0:
             raise UsageError(f"--batch-wait-ms must be >= 0, got {self.batch_wait_ms}")
