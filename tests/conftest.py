@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from llamavid.testing import tiny_model_and_processor
+from llamavid.testing import save_model_folder, tiny_model_and_processor
 
 
 @pytest.fixture(scope="session")
@@ -16,8 +16,7 @@ def tiny_folder(tiny, tmp_path_factory):
     """The `tiny` model saved as a llamavid model folder (what `llamavid convert` writes)."""
     model, processor = tiny
     folder = tmp_path_factory.mktemp("tiny-model")
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
+    save_model_folder(model, processor, folder)
     return folder
 
 

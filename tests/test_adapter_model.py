@@ -8,7 +8,7 @@ import torch
 from llamavid.inference.adapter_folder import VisualTurnRouting
 from llamavid.inference.loading import ModelLoadError, load_model, save_adapter_model
 from llamavid.model.processing import Video
-from llamavid.testing import tiny_model_and_processor
+from llamavid.testing import save_llm_folder, tiny_model_and_processor
 
 peft = pytest.importorskip("peft")
 
@@ -18,8 +18,7 @@ def adapted(tmp_path):
     """A tiny model whose LLM (saved as an HF folder, the base) carries a LoRA with non-zero weights."""
     model, processor = tiny_model_and_processor(seed=3)
     base = tmp_path / "base-llm"
-    model.language_model.save_pretrained(base)
-    processor.tokenizer.save_pretrained(base)
+    save_llm_folder(model, processor, base)
     model.config.base_llm = str(base)
     model.config.llm_adapter_visual_only = True
     lora = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)

@@ -178,7 +178,6 @@ def test_head_counts_that_weights_cannot_tell_must_be_given(tiny_release):
         build_config({"bert_type": "qformer_pretrain"}, original, eva, 28)
 
 
-@pytest.mark.slow
 def test_cli_converts_a_release_folder_exactly(tiny_release, tmp_path, image):
     model, processor, root = tiny_release
     out = tmp_path / "converted"

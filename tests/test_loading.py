@@ -13,6 +13,7 @@ from llamavid.inference.loading import (
     resolve_device,
     resolve_dtype,
 )
+from llamavid.testing import save_model_folder
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +83,7 @@ def bf16_folder(tmp_path_factory):
     wide = dict(hidden_size=128, intermediate_size=256, num_attention_heads=4, num_key_value_heads=4)
     model, processor = tiny_model_and_processor(seed=3, text_overrides=wide)
     folder = tmp_path_factory.mktemp("bf16")
-    model.to(torch.bfloat16).save_pretrained(folder)
-    processor.save_pretrained(folder)
+    save_model_folder(model.to(torch.bfloat16), processor, folder)
     return folder
 
 

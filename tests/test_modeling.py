@@ -4,7 +4,7 @@ import torch
 from llamavid import LlamaVidForConditionalGeneration, LlamaVidProcessor
 from llamavid.model.processing import Video
 from llamavid.model.transformers_compat import CACHE_KEY
-from llamavid.testing import tiny_model_and_processor
+from llamavid.testing import save_model_folder, tiny_model_and_processor
 
 
 def _chat(processor, question, placeholder="<image>"):
@@ -50,8 +50,7 @@ def test_determinism_under_seed(image):
 
 def test_save_load_round_trip(tiny, image, tmp_path):
     model, processor = tiny
-    model.save_pretrained(tmp_path)
-    processor.save_pretrained(tmp_path)
+    save_model_folder(model, processor, tmp_path)
     loaded = LlamaVidForConditionalGeneration.from_pretrained(tmp_path).eval()
     loaded_processor = LlamaVidProcessor.from_pretrained(tmp_path)
     assert list(tmp_path.glob("*.safetensors"))

@@ -38,7 +38,6 @@ def converted_7b_width(tmp_path_factory):
     return release, out, peak
 
 
-@pytest.mark.slow
 def test_conversion_peak_stays_below_one_input_shard_plus_the_eva_file(converted_7b_width):
     """Before streaming, the peak was the input files plus 4 bytes a parameter (10.3 GB here); now the model is
     never built and each output shard is made alone (measured: 2.6 GB, against 1.4 + 2.0 GB of input files)."""
@@ -50,7 +49,6 @@ def test_conversion_peak_stays_below_one_input_shard_plus_the_eva_file(converted
     assert config["text_config"]["rope_parameters"]["factor"] == 16.0  # the long-video release's linear x16
 
 
-@pytest.mark.slow
 def test_real_width_model_loads_in_its_stored_bf16_and_answers(converted_7b_width):
     from llamavid.inference.loading import load_model
 

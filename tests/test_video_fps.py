@@ -14,7 +14,7 @@ from llamavid.inference.feature_files import read_feature_file
 from llamavid.serve.schemas import MediaRef
 from llamavid.serve.server import Server
 from llamavid.serve.settings import ServeSettings
-from llamavid.testing import tiny_model_and_processor, write_test_video
+from llamavid.testing import save_model_folder, tiny_model_and_processor, write_test_video
 
 SECONDS = 4
 
@@ -25,8 +25,7 @@ def two_fps(tmp_path_factory):
     model, processor = tiny_model_and_processor(seed=5)
     model.config.video_fps = 2.0
     folder = tmp_path_factory.mktemp("two-fps")
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
+    save_model_folder(model, processor, folder)
     video = write_test_video(tmp_path_factory.mktemp("clip") / "clip.mp4", SECONDS, fps=10)
     return folder, video
 

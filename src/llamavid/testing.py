@@ -6,6 +6,8 @@ module."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .toy.release_layout import ReleaseCheckpoint, write_release_checkpoint
 from .toy.server_process import ServerProcess, free_port
 from .toy.tiny import (
@@ -15,6 +17,22 @@ from .toy.tiny import (
     tiny_qformer_tokenizer,
     tiny_tokenizer,
 )
+
+
+def save_model_folder(model, processor, folder) -> Path:
+    """Save `model` and `processor` as a llamavid model folder (what `llamavid convert` writes); returns it."""
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def save_llm_folder(model, processor, folder) -> Path:
+    """Save `model`'s LLM and tokenizer alone, as a base LLM folder (the `base_llm` of an adapter); returns it."""
+    folder = Path(folder)
+    model.language_model.save_pretrained(folder)
+    processor.tokenizer.save_pretrained(folder)
+    return folder
 
 
 def write_test_video(
@@ -103,6 +121,8 @@ __all__ = [
     "ReleaseCheckpoint",
     "ServerProcess",
     "free_port",
+    "save_llm_folder",
+    "save_model_folder",
     "supervised_spans",
     "tiny_config",
     "tiny_image_processor",

@@ -11,18 +11,16 @@ from PIL import Image
 
 from llamavid.inference.engine import ChatEngine, ContextLengthError, GenerationSettings
 from llamavid.inference.features import FeatureCache
-from llamavid.testing import tiny_model_and_processor, write_test_video
+from llamavid.testing import save_model_folder, tiny_model_and_processor, write_test_video
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("chat")
     model, processor = tiny_model_and_processor(seed=5)
-    model.save_pretrained(root / "model")
-    processor.save_pretrained(root / "model")
+    save_model_folder(model, processor, root / "model")
     model.config.text_config.max_position_embeddings = 40  # a model whose context a short video overflows
-    model.save_pretrained(root / "short")
-    processor.save_pretrained(root / "short")
+    save_model_folder(model, processor, root / "short")
     Image.new("RGB", (40, 30), (10, 200, 10)).save(root / "green.png")
     write_test_video(root / "clip.mp4", 4)
     (root / "notes.mp4").write_text("not a video")
@@ -43,7 +41,6 @@ def chat(files, *args, stdin=None, model="model"):
     return subprocess.run(command + list(args), input=stdin, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("media", [[], ["--image", "green.png"], ["--video", "clip.mp4"]])
 def test_one_shot_prints_only_the_answer(files, media):
     args = [media[0], str(files / media[1])] if media else []
@@ -52,7 +49,6 @@ def test_one_shot_prints_only_the_answer(files, media):
     assert result.stdout.endswith("\n") and result.stdout.count("\n") <= 2
 
 
-@pytest.mark.slow
 def test_seed_determinism_when_sampling(files):
     args = ["--prompt", "Hi", "--temperature", "1.0", "--max-new-tokens", "12"]
     first, second = chat(files, *args, "--seed", "1"), chat(files, *args, "--seed", "1")
@@ -60,7 +56,6 @@ def test_seed_determinism_when_sampling(files):
     assert chat(files, *args, "--seed", "2").stdout != first.stdout
 
 
-@pytest.mark.slow
 def test_interactive_session_through_stdin(files, tmp_path):
     saved = tmp_path / "conversation.json"
     script = (
@@ -76,7 +71,6 @@ def test_interactive_session_through_stdin(files, tmp_path):
     assert len(result.stdout.strip().splitlines()) <= 3 + 3  # three answers (each at most a few lines)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -105,7 +99,6 @@ def test_user_errors_are_one_line(files, args, message):
     assert result.stdout == ""
 
 
-@pytest.mark.slow
 def test_prompt_longer_than_the_context_says_how_many_frames_fit(files):
     result = chat(files, "--video", str(files / "clip.mp4"), "--prompt", "What happens?", model="short")
     assert result.returncode == 2

@@ -31,7 +31,6 @@ def answers(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.mark.slow
 def test_run_and_score_all_twelve(model_dir, tmp_path, capsys):
     data = tmp_path / "data"
     for name in BENCHMARK_NAMES:
@@ -87,7 +86,6 @@ def test_merge_refuses_incomplete_shards(model_dir, tmp_path, capsys):
     assert "answered twice" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_resume_after_sigkill(model_dir, tmp_path):
     data = make("vqav2", tmp_path / "vqav2")
     extra = [{"question_id": 3000 + i, "image": "COCO_test2015_000000000000.jpg", "text": f"Question {i}?"} for i in range(9)]

@@ -20,7 +20,7 @@ from PIL import Image
 
 from llamavid.inference.engine import ChatEngine
 from llamavid.inference.generation import GenerationSettings
-from llamavid.testing import write_test_video
+from llamavid.testing import save_model_folder, write_test_video
 
 lmms_eval = pytest.importorskip("lmms_eval")
 
@@ -276,8 +276,7 @@ def test_videos_are_sampled_at_the_models_rate(tmp_path):
 
     model, processor = tiny_model_and_processor(seed=5)
     model.config.video_fps = 2.0
-    model.save_pretrained(tmp_path / "two-fps")
-    processor.save_pretrained(tmp_path / "two-fps")
+    save_model_folder(model, processor, tmp_path / "two-fps")
     video = write_test_video(tmp_path / "clip.mp4", 4, fps=10)
     assert LlamaVid(pretrained=str(tmp_path / "two-fps"), device="cpu").engine.encode_media(video).num_frames == 8
     assert LlamaVid(pretrained=str(tmp_path / "two-fps"), device="cpu", fps=1).engine.encode_media(video).num_frames == 4

@@ -18,7 +18,7 @@ from llamavid.inference.feature_files import (
     write_feature_file,
 )
 from llamavid.inference.inputs import MOVIE_END, MOVIE_START, ContextLengthError
-from llamavid.testing import tiny_model_and_processor, write_test_video
+from llamavid.testing import save_model_folder, tiny_model_and_processor, write_test_video
 
 SRT = "1\n00:00:00,500 --> 00:00:01,500\nHello <i>there</i>.\n\n2\n00:00:03,000 --> 00:00:04,200\nGoodbye now.\n"
 
@@ -75,11 +75,9 @@ def test_extraction_of_two_videos_with_subtitles(engine, videos, tmp_path):
     assert [s for _, s, _ in extract_all(engine.encoder, videos, tmp_path, progress=False)] == ["skipped", "skipped"]
 
 
-@pytest.mark.slow
 def test_killed_extraction_resumes_to_identical_files(tiny_long, tmp_path):
     model, processor = tiny_long
-    model.save_pretrained(tmp_path / "model")
-    processor.save_pretrained(tmp_path / "model")
+    save_model_folder(model, processor, tmp_path / "model")
     source = tmp_path / "videos"
     source.mkdir()
     for index in range(4):

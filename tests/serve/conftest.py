@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from llamavid.testing import tiny_model_and_processor, write_test_video
+from llamavid.testing import save_model_folder, tiny_model_and_processor, write_test_video
 
 
 @pytest.fixture(scope="module")
@@ -13,8 +13,7 @@ def served_files(tmp_path_factory):
     """A model folder and a media folder (the one the server allows) with an image and two videos."""
     root = tmp_path_factory.mktemp("serve")
     model, processor = tiny_model_and_processor(seed=3)
-    model.save_pretrained(root / "model")
-    processor.save_pretrained(root / "model")
+    save_model_folder(model, processor, root / "model")
     media = root / "media"
     media.mkdir()
     Image.new("RGB", (40, 30), (10, 200, 10)).save(media / "green.png")

@@ -16,9 +16,8 @@ import torch
 
 from llamavid.inference.adapter_folder import save_adapter_model
 from llamavid.inference.feature_files import FeatureFile, write_feature_file
-from llamavid.testing import ServerProcess, tiny_model_and_processor
+from llamavid.testing import ServerProcess, save_llm_folder, tiny_model_and_processor
 
-pytestmark = pytest.mark.slow
 peft = pytest.importorskip("peft")
 httpx = pytest.importorskip("httpx")
 gradio_client = pytest.importorskip("gradio_client")
@@ -32,8 +31,7 @@ TOKENS = 24
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("concurrency")
     model, processor = tiny_model_and_processor(seed=3)
-    model.language_model.save_pretrained(root / "base-llm")
-    processor.tokenizer.save_pretrained(root / "base-llm")
+    save_llm_folder(model, processor, root / "base-llm")
     model.config.base_llm, model.config.llm_adapter_visual_only = str(root / "base-llm"), True
     lora = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     model.language_model = peft.get_peft_model(model.language_model, lora)

@@ -15,7 +15,6 @@ from llamavid.testing import ServerProcess
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
-pytestmark = pytest.mark.slow
 
 OBSERVE = """
 window.answerStates = [];

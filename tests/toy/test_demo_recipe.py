@@ -11,7 +11,6 @@ import torch
 STAGE2_STEPS = 75  # batch 16
 
 
-@pytest.mark.slow
 @pytest.mark.training
 def test_demo_recipe_learns_within_ten_minutes(tmp_path):
     pytest.importorskip("peft")

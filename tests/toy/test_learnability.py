@@ -12,7 +12,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
 
 
-@pytest.mark.slow
 @pytest.mark.training
 def test_tiny_llamavid_learns_synthetic_video_qa(tmp_path):
     from learn_synthetic import learn

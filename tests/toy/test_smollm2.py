@@ -244,7 +244,6 @@ def test_chatml_tokenization_mismatch_is_reported(smollm2):
 # --- the model answers through our template -------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_smollm2_knows_the_capital_of_france(smollm2):
     tok, model = smollm2.tokenizer, smollm2.model
     prompt = get_template("chatml").render([("user", QUESTION)])

@@ -149,7 +149,6 @@ run_recipe(recipe_from_dict(json.loads(sys.argv[1])))
 """
 
 
-@pytest.mark.slow
 def test_a_process_killed_while_saving_resumes_from_the_last_whole_checkpoint(toy_data, tmp_path):
     """SIGKILL in the middle of a save (no Python cleanup runs): the rerun trains on from checkpoint-2."""
     import subprocess

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from llamavid.testing import free_port
+from llamavid.testing import free_port, save_llm_folder
 
 pytestmark = pytest.mark.training
 
@@ -208,8 +208,7 @@ def lora_base(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("base-llm")
     model, processor = tiny_model_and_processor(seed=3)
-    model.language_model.save_pretrained(base)
-    processor.tokenizer.save_pretrained(base)
+    save_llm_folder(model, processor, base)
     return base
 
 

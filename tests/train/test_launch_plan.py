@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from llamavid.errors import RecipeError
+from llamavid.testing import save_llm_folder
 from llamavid.train.recipe import ModelSource, load_recipe
 from llamavid.train.run import _compose, check_one_stage_per_launch, starting_dtype
 
@@ -45,8 +46,7 @@ def folders(tiny, tiny_folder, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("compose")
     other, other_processor = tiny_model_and_processor(seed=1)
-    other.language_model.save_pretrained(root / "llm")
-    other_processor.tokenizer.save_pretrained(root / "llm")
+    save_llm_folder(other, other_processor, root / "llm")
     return root / "llm", tiny_folder, tiny[0], other.language_model
 
 

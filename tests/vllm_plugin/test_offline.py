@@ -21,8 +21,6 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 from vllm_case import MAX_NEW_TOKENS, build_model, random_video, reference, vllm_answer  # noqa: E402
 
-pytestmark = pytest.mark.slow
-
 QUESTION = "What colour is the square?"
 OTHER_QUESTION = "Which way does the circle move?"
 ENGINE = {"dtype": "float32", "enforce_eager": True, "max_model_len": 512, "block_size": 32}

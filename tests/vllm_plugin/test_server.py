@@ -21,8 +21,6 @@ from vllm_case import MAX_NEW_TOKENS, build_model, reference  # noqa: E402
 from llamavid.media.video import load_video  # noqa: E402
 from llamavid.testing import ServerProcess, write_test_video  # noqa: E402
 
-pytestmark = pytest.mark.slow
-
 QUESTION = "What colour is the square?"
 STARTUP_S = 400
 VLLM_SERVER = [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]

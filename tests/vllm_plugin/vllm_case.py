@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from llamavid.integrations.vllm_plugin.export import export_for_vllm
-from llamavid.testing import tiny_model_and_processor
+from llamavid.testing import save_model_folder, tiny_model_and_processor
 
 MAX_NEW_TOKENS = 8
 GREEDY = {
@@ -26,8 +26,7 @@ def build_model(directory):
     """(HF model, processor, exported vLLM folder) of the tiny random model, written under `directory`."""
     model, processor = tiny_model_and_processor(text_overrides=TEXT_SIZES)
     source = directory / "llamavid"
-    model.save_pretrained(source)
-    processor.save_pretrained(source)
+    save_model_folder(model, processor, source)
     return model, processor, export_for_vllm(source, directory / "vllm")
 
 
