@@ -18,8 +18,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from .containers import ffmpeg_reason, open_container
 from .errors import CorruptMediaError, MediaNotFoundError
-from .video import _ffmpeg_reason, _open_container
 
 __all__ = ["SAMPLE_RATE", "audio_windows", "has_audio", "load_audio"]
 
@@ -32,7 +32,7 @@ def _open(path: Path):
         raise MediaNotFoundError(os.fspath(path), "no such file")
     with open(path, "rb") as handle:
         head = handle.read(16)
-    return _open_container(path, head)
+    return open_container(path, head)
 
 
 def has_audio(path: str | os.PathLike) -> bool:
@@ -69,7 +69,7 @@ def audio_windows(
                     yield samples[:window]
                     pending, held = [samples[window:].copy()], samples.size - window
         except av.error.FFmpegError as error:
-            raise CorruptMediaError(os.fspath(p), f"cannot decode the audio ({_ffmpeg_reason(error)})") from None
+            raise CorruptMediaError(os.fspath(p), f"cannot decode the audio ({ffmpeg_reason(error)})") from None
         rest = np.concatenate(pending) if pending else np.zeros(0, np.float32)
         if rest.size:
             yield rest.astype(np.float32, copy=False)

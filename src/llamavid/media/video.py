@@ -41,6 +41,7 @@ import numpy as np
 from ..errors import UsageError
 from . import frames as frame_sources
 from .clip import VideoClip, resized_shape
+from .containers import ffmpeg_reason, open_container
 from .errors import (
     CorruptMediaError,
     EmptyMediaError,
@@ -70,9 +71,6 @@ _PROGRESS_EVERY = 16
 #: Refuse to start when the frames asked for would need more memory than this (bytes): an
 #: hour of 4K at 1 fps and native size is 90 GB. The error suggests ``size`` or ``max_frames``.
 MAX_OUTPUT_BYTES = 32 << 30
-
-# First bytes of containers we can recognise, to tell "damaged video" from "not a video".
-_CONTAINER_MAGIC = (b"\x1a\x45\xdf\xa3", b"RIFF", b"FLV", b"OggS", b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3")
 
 
 def load_video(
@@ -143,7 +141,7 @@ def video_duration(path: str | os.PathLike) -> float:
         head = handle.read(16)
     if head.startswith((b"GIF87a", b"GIF89a")):
         return math.nan
-    container = _open_container(p, head)
+    container = open_container(p, head)
     try:
         return _stream_info(container, _pick_stream(container, p)).duration
     finally:
@@ -175,30 +173,6 @@ class _StreamInfo:
     codec: str
     time_base: float
     duration_is_stream: bool = False  # the duration is this stream's own, not the container's
-
-
-# Before PyAV 19, metadata that is not valid UTF-8 fails `av.open` unless told to ignore it; PyAV 19 removed that
-# option (passing it is a TypeError, which failed every video there: found on the GPU machine's Python 3.12).
-_OPEN_OPTIONS = {"metadata_errors": "ignore"} if int(av.__version__.split(".")[0]) < 19 else {}
-
-
-def _open_container(path: Path, head: bytes) -> av.container.InputContainer:
-    try:
-        return av.open(str(path), **_OPEN_OPTIONS)
-    except av.error.FileNotFoundError:
-        raise MediaNotFoundError(str(path), "no such file") from None
-    except (av.error.FFmpegError, UnicodeDecodeError) as error:
-        if _looks_like_container(head):
-            raise CorruptMediaError(str(path), f"damaged or truncated video ({_ffmpeg_reason(error)})") from None
-        raise UnsupportedMediaError(str(path), "not a video or image format FFmpeg recognises") from None
-
-
-def _looks_like_container(head: bytes) -> bool:
-    return head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free") or head.startswith(_CONTAINER_MAGIC)
-
-
-def _ffmpeg_reason(error: Exception) -> str:
-    return getattr(error, "strerror", None) or str(error)
 
 
 def _pick_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
@@ -281,7 +255,7 @@ class _NeedDuration(Exception):
 
 
 def _load_with_pyav(path, head, fps, num_frames, max_frames, size, approximate, progress, limit=None) -> VideoClip:
-    container = _open_container(path, head)
+    container = open_container(path, head)
     try:
         stream = _pick_stream(container, path)
         info = _stream_info(container, stream)
@@ -313,7 +287,7 @@ def _load_with_pyav(path, head, fps, num_frames, max_frames, size, approximate, 
     except MediaError:
         raise
     except av.error.FFmpegError as error:
-        raise CorruptMediaError(str(path), _ffmpeg_reason(error)) from None
+        raise CorruptMediaError(str(path), ffmpeg_reason(error)) from None
     finally:
         container.close()
 
@@ -644,11 +618,11 @@ class _Decoder:
         path = str(self.path)
         if not self.frames:
             if self.errors:
-                raise CorruptMediaError(path, f"no frame could be decoded ({_ffmpeg_reason(self.errors[0])})")
+                raise CorruptMediaError(path, f"no frame could be decoded ({ffmpeg_reason(self.errors[0])})")
             raise EmptyMediaError(path, "the video stream has no frames")
         if self.errors:
             message = (
-                f"{path}: video damaged or truncated ({_ffmpeg_reason(self.errors[0])}); "
+                f"{path}: video damaged or truncated ({ffmpeg_reason(self.errors[0])}); "
                 f"returning the {len(self.frames)} frames that could be decoded"
             )
             warnings.warn(message, MediaWarning, stacklevel=4)
