@@ -295,3 +295,31 @@ def test_a_feature_files_features_are_out_of_the_prefills_peak_and_headroom_is_k
     with pytest.raises(memory_plan.MemoryPlanError, match="5% of it kept free"):
         memory_plan.check(config, movie, settings, available=for_movie.need * 1.01)
     assert memory_plan.check(config, movie, settings, available=for_movie.need / 0.95 * 1.01).fits
+
+
+def test_server_refuses_what_cannot_fit_even_at_its_least_before_fetching(tiny, monkeypatch):
+    """The least a request needs (one frame a medium, its answer's budget) is planned before any fetch: a budget
+    whose KV cache alone cannot fit is a 413 while its media are still URLs; one that fits goes on."""
+    from llamavid.serve.errors import APIError
+    from llamavid.serve.schemas import parse_chat_request
+    from llamavid.serve.server import Server
+    from llamavid.serve.settings import ServeSettings
+
+    model, processor = tiny
+    server = Server(ChatEngine(model, processor), ServeSettings(web=False))
+    try:
+        def request(max_tokens):
+            return parse_chat_request({"max_tokens": max_tokens, "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "http://192.0.2.1/never-fetched.png"}},
+                {"type": "text", "text": "What is it?"}]}]})
+
+        config = model.config.text_config
+        kv_per_token = 2 * config.num_hidden_layers * config.num_key_value_heads * (
+            config.hidden_size // config.num_attention_heads) * 4
+        monkeypatch.setattr(memory_plan, "available_memory", lambda device: 200 * kv_per_token)
+        with pytest.raises(APIError) as refused:
+            server.check_request(request(1000))
+        assert refused.value.status == 413 and "max_tokens" in refused.value.message
+        server.check_request(request(4))
+    finally:
+        server.close()

@@ -326,13 +326,19 @@ def sample_workload(sample, max_new_tokens: int) -> Workload:
 def check_loaded(model, samples, max_new_tokens: int, kv_cache_dtype: str = "auto") -> Plan:
     """For a model already loaded, with its inputs' media already encoded: `MemoryPlanError` unless what the
     question stage and the prefill of `samples` (one batch) add fits what `model`'s device has free now."""
+    return check_loaded_workloads(model, [sample_workload(sample, max_new_tokens) for sample in samples],
+                                  kv_cache_dtype)
+
+
+def check_loaded_workloads(model, workloads: list[Workload], kv_cache_dtype: str = "auto") -> Plan:
+    """`check_loaded` for workloads told otherwise: a server's lower bound of a request before it fetches."""
     device = model.get_input_embeddings().weight.device
     available = available_memory(device)
     dtype = model.get_input_embeddings().weight.dtype
     settings = Settings(dtype, None, kv_cache_dtype, str(device))
     total = Plan(device=str(device), available=available)
-    for sample in samples:
-        plan = plan_question(model.config, sample_workload(sample, max_new_tokens), settings)
+    for workload in workloads:
+        plan = plan_question(model.config, workload, settings)
         for name, value in plan.parts.items():
             if not name.startswith(("runtime", "weights", "vision features")):  # those are in memory already
                 total.parts[name] = total.parts.get(name, 0.0) + value
@@ -452,6 +458,7 @@ __all__ = [
     "check",
     "check_before_loading",
     "check_loaded",
+    "check_loaded_workloads",
     "feature_file_shape",
     "plan_question",
     "sample_workload",

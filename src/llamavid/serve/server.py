@@ -17,7 +17,7 @@ from ..errors import LlamaVidError
 from ..inference.encoder import MediaFeatures
 from ..inference.generation import GenerationSettings, Row
 from ..inference.inputs import ContextLengthError, Sample, Turn, build_sample
-from ..inference.memory_plan import MemoryPlanError, check_loaded
+from ..inference.memory_plan import MemoryPlanError, Workload, check_loaded, check_loaded_workloads
 from ..media import MediaError, MediaTooLargeError
 from .errors import APIError
 from .fetch import MediaFetcher
@@ -48,8 +48,8 @@ class Server:
 
     def check_request(self, chat: ChatRequest) -> None:
         """Refuse, before fetching or tokenizing anything, a request over a limit: media of a kind over
-        `--limit-mm-per-prompt`, text over `--max-prompt-chars`, or media whose frames cannot fit the context even
-        at one frame each."""
+        `--limit-mm-per-prompt`, text over `--max-prompt-chars`, media whose frames cannot fit the context even
+        at one frame each, or a request that cannot fit the device's free memory even at that (a 413)."""
         refs = chat.media_refs
         for kind, limit in self.settings.media_limits.items():
             count = sum(ref.kind == kind for ref in refs)
@@ -58,6 +58,21 @@ class Server:
                                "request (--limit-mm-per-prompt)", param="messages")
         self.check_text(chat.turns, chat.system)
         self.check_frames(len(refs))
+        self.check_memory_before_fetching(len(refs), chat.max_tokens)
+
+    def check_memory_before_fetching(self, media: int, max_tokens: int | None) -> None:
+        """The memory plan of the least this request can need (each medium one frame, no text, its answer's
+        budget): what cannot fit even so is refused before anything is fetched or encoded; `submit` checks the
+        request itself once it is built."""
+        config = self.engine.model.config
+        answer = min(max_tokens or self.settings.default_max_tokens, self.context_length)
+        least = Workload(frames=media, feature_tokens=config.num_patches + 1,
+                         feature_width=config.vision_config.hidden_size, feature_bytes=2, fixed_tokens=0,
+                         tokens_per_frame=config.tokens_per_frame, max_new_tokens=answer)
+        try:
+            check_loaded_workloads(self.engine.model, [least], self.engine.generator.kv_cache_dtype)
+        except MemoryPlanError as error:
+            raise APIError(str(error), status=413) from None
 
     def check_text(self, turns: list[Turn], system: str | None = None) -> None:
         """Refuse a conversation whose text is over `--max-prompt-chars`, before tokenizing it."""
