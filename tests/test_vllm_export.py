@@ -101,3 +101,15 @@ def test_turns_that_bring_their_own_media_are_left_as_they_are():
     template = get_template("chatml")
     rendered = template.render([("user", "<video>\nOne"), ("assistant", "A."), ("user", "<video>\nTwo")])
     assert reshow_media(rendered, template) == (rendered, [("<video>", 0), ("<video>", 1)])
+
+
+def test_vllm_builds_the_llm_the_text_config_describes():
+    """The named architecture, else the one transformers maps the model type to: a Qwen2 LLM is not built as
+    LLaMA."""
+    from transformers import LlamaConfig, Qwen2Config
+
+    from llamavid.integrations.vllm_plugin.layout import text_architectures
+
+    assert text_architectures(LlamaConfig()) == ["LlamaForCausalLM"]
+    assert text_architectures(Qwen2Config()) == ["Qwen2ForCausalLM"]
+    assert text_architectures(Qwen2Config(architectures=["Qwen2ForCausalLM"])) == ["Qwen2ForCausalLM"]

@@ -40,6 +40,7 @@ from transformers.models.instructblip.modeling_instructblip import (
 from .configuration import LlamaVidConfig
 from .processing import LlamaVidProcessor
 from .transformers_compat import CACHE_KEY
+from .visual_path import VisualPath
 
 VISUAL_INPUTS = (
     "visual_tokens",
@@ -224,7 +225,7 @@ class LlamaVidPreTrainedModel(PreTrainedModel):
     _skip_keys_device_placement = [CACHE_KEY]
 
 
-class LlamaVidForConditionalGeneration(LlamaVidPreTrainedModel, GenerationMixin):
+class LlamaVidForConditionalGeneration(VisualPath, LlamaVidPreTrainedModel, GenerationMixin):
     """LLaMA-VID: vision tower + visual token generator + causal LLM.
 
     Inputs (named dimensions: B batch, L text length, F frames in the batch, M media items, S visual segments,
@@ -262,71 +263,6 @@ class LlamaVidForConditionalGeneration(LlamaVidPreTrainedModel, GenerationMixin)
 
     def get_decoder(self):
         return self.language_model.get_decoder()
-
-    # -- visual features -------------------------------------------------------------------------------------
-
-    def get_vision_features(self, pixel_values: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-        """Prompt-independent part, worth caching: (F, 3, S, S) -> (F, 1 + N, V), CLS kept, no final norm."""
-        chunks = pixel_values.split(batch_size) if batch_size else (pixel_values,)
-        return torch.cat([self.vision_tower(chunk) for chunk in chunks])
-
-    def get_visual_tokens(
-        self,
-        vision_features: torch.Tensor,
-        qformer_input_ids: torch.LongTensor,
-        qformer_attention_mask: torch.Tensor,
-        media_frame_counts: torch.LongTensor | None = None,
-        segment_media_index: torch.LongTensor | None = None,
-        vision_features_include_cls: bool = True,
-    ) -> torch.Tensor:
-        """Visual tokens of every segment in reading order: (sum of segment frames x tokens_per_frame, H).
-
-        Rows are ordered segment-major, then frame: ctx_1, content_1, ctx_2, content_2, ... per segment.
-        """
-        device = vision_features.device  # stored features (movie files are float16) are cast chunk by chunk
-        num_frames = vision_features.shape[0]
-        if media_frame_counts is None:
-            media_frame_counts = torch.ones(num_frames, dtype=torch.long, device=device)
-        media_frame_counts = media_frame_counts.to(device)
-        if int(media_frame_counts.sum()) != num_frames:
-            raise ValueError(
-                f"media_frame_counts add up to {int(media_frame_counts.sum())} frames but {num_frames} frames "
-                "of vision features were given"
-            )
-        num_segments = qformer_input_ids.shape[0]
-        if segment_media_index is None:
-            if num_segments != media_frame_counts.numel():
-                raise ValueError(
-                    f"{num_segments} Q-Former prompts for {media_frame_counts.numel()} media items: pass "
-                    "segment_media_index to say which media item each prompt belongs to"
-                )
-            segment_media_index = torch.arange(num_segments, device=device)
-        segment_media_index = segment_media_index.to(device)
-        row_frames, row_prompts = self._rows(media_frame_counts, segment_media_index)
-        tokens = self.token_generator(
-            vision_features,
-            qformer_input_ids.to(device),
-            qformer_attention_mask.to(device),
-            row_frames,
-            row_prompts,
-            include_cls=vision_features_include_cls,
-        )  # (R, tokens_per_frame, H)
-        return tokens.flatten(0, 1)
-
-    @staticmethod
-    def _rows(media_frame_counts: torch.Tensor, segment_media_index: torch.Tensor):
-        """(frame, prompt) index of every row: for each segment, every frame of its media item, in order."""
-        first_frame = media_frame_counts.cumsum(0) - media_frame_counts  # (M,)
-        frames_per_segment = media_frame_counts[segment_media_index]  # (S,)
-        row_prompts = torch.repeat_interleave(
-            torch.arange(segment_media_index.numel(), device=segment_media_index.device), frames_per_segment
-        )
-        segment_start = frames_per_segment.cumsum(0) - frames_per_segment
-        offset_in_segment = (
-            torch.arange(row_prompts.numel(), device=row_prompts.device) - segment_start[row_prompts]
-        )
-        row_frames = first_frame[segment_media_index][row_prompts] + offset_in_segment
-        return row_frames, row_prompts
 
     # -- splice ----------------------------------------------------------------------------------------------
 
@@ -375,14 +311,16 @@ class LlamaVidForConditionalGeneration(LlamaVidPreTrainedModel, GenerationMixin)
         """
         if inputs_embeds is None:
             if visual_tokens is None and (pixel_values is not None or vision_features is not None):
-                visual_tokens = self._visual_tokens_for_forward(
-                    pixel_values,
-                    vision_features,
-                    vision_features_include_cls,
-                    media_frame_counts,
-                    qformer_input_ids,
-                    qformer_attention_mask,
-                    segment_media_index,
+                visual_tokens = self.visual_tokens_from_inputs(
+                    dict(
+                        pixel_values=pixel_values,
+                        vision_features=vision_features,
+                        vision_features_include_cls=vision_features_include_cls,
+                        media_frame_counts=media_frame_counts,
+                        qformer_input_ids=qformer_input_ids,
+                        qformer_attention_mask=qformer_attention_mask,
+                        segment_media_index=segment_media_index,
+                    )
                 )
             inputs_embeds = self.embed_inputs(input_ids, visual_tokens)
         if labels is not None and input_ids is not None:
@@ -423,16 +361,8 @@ class LlamaVidForConditionalGeneration(LlamaVidPreTrainedModel, GenerationMixin)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         visual_tokens = inputs.get("visual_tokens")
-        if visual_tokens is None and inputs.get("vision_features") is not None:
-            visual_tokens = self._visual_tokens_for_forward(
-                None,
-                inputs["vision_features"],
-                inputs.get("vision_features_include_cls", True),
-                inputs.get("media_frame_counts"),
-                inputs.get("qformer_input_ids"),
-                inputs.get("qformer_attention_mask"),
-                inputs.get("segment_media_index"),
-            )
+        if visual_tokens is None:
+            visual_tokens = self.visual_tokens_from_inputs(inputs)
         if (input_ids[:, -1] == self.config.image_token_id).any():
             raise ValueError("a prompt cannot end with a visual placeholder")
         embeddings = self.embed_inputs(input_ids[:, :-1], visual_tokens)  # (B, L - 1, H)
@@ -457,34 +387,6 @@ class LlamaVidForConditionalGeneration(LlamaVidPreTrainedModel, GenerationMixin)
             for key in VISUAL_INPUTS:
                 inputs.pop(key, None)
         return inputs
-
-    def _visual_tokens_for_forward(
-        self,
-        pixel_values,
-        vision_features,
-        include_cls,
-        media_frame_counts,
-        qformer_input_ids,
-        qformer_attention_mask,
-        segment_media_index,
-    ) -> torch.Tensor:
-        if pixel_values is not None and vision_features is not None:
-            raise ValueError("Pass pixel_values or vision_features, not both")
-        if qformer_input_ids is None:
-            raise ValueError("Visual input needs qformer_input_ids (one Q-Former prompt per visual segment)")
-        if qformer_attention_mask is None:
-            qformer_attention_mask = torch.ones_like(qformer_input_ids)
-        if vision_features is None:
-            vision_features = self.get_vision_features(pixel_values)
-            include_cls = True
-        return self.get_visual_tokens(
-            vision_features,
-            qformer_input_ids,
-            qformer_attention_mask,
-            media_frame_counts,
-            segment_media_index,
-            vision_features_include_cls=include_cls,
-        )
 
 
 AutoConfig.register(LlamaVidConfig.model_type, LlamaVidConfig, exist_ok=True)

@@ -140,17 +140,7 @@ class LlamaVidTrainer(Trainer):
         inputs = dict(inputs)
         input_ids = inputs.pop("input_ids")
         mask = inputs.pop("attention_mask", None)
-        visual = None
-        if inputs.get("pixel_values") is not None or inputs.get("vision_features") is not None:
-            visual = model._visual_tokens_for_forward(
-                inputs.get("pixel_values"),
-                inputs.get("vision_features"),
-                inputs.get("vision_features_include_cls", True),
-                inputs.get("media_frame_counts"),
-                inputs.get("qformer_input_ids"),
-                inputs.get("qformer_attention_mask"),
-                inputs.get("segment_media_index"),
-            )
+        visual = model.visual_tokens_from_inputs(inputs)
         embeds = model.embed_inputs(input_ids, visual)
         batch, length = input_ids.shape
         llm = model.language_model

@@ -68,4 +68,14 @@ def reshow_media(prompt: str, template: ChatTemplate) -> tuple[str, list[tuple[s
 
 MODALITY_PLACEHOLDERS = (IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER)
 
-__all__ = ["placeholder_prompts", "reshow_media"]
+def text_architectures(text_config) -> list[str]:
+    """The causal-LM class names vLLM should build for the LLM: those the text config names, else the one
+    transformers maps its model type to (a converted folder's text config may name none), else LLaMA's."""
+    if getattr(text_config, "architectures", None):
+        return list(text_config.architectures)
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return [MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(text_config.model_type, "LlamaForCausalLM")]
+
+
+__all__ = ["placeholder_prompts", "reshow_media", "text_architectures"]

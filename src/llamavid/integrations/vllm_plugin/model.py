@@ -19,7 +19,9 @@ from vllm.model_executor.models.utils import AutoWeightsLoader, init_vllm_regist
 from vllm.multimodal import MULTIMODAL_REGISTRY
 
 from ...model.chat_templates import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER
-from ...model.modeling import LlamaVidForConditionalGeneration, VisionTower, VisualTokenGenerator
+from ...model.modeling import VisionTower, VisualTokenGenerator
+from ...model.visual_path import VisualPath
+from .layout import text_architectures
 from .processing import (
     PIXEL_KEYS,
     QFORMER_KEYS,
@@ -28,20 +30,15 @@ from .processing import (
     LlamaVidProcessingInfo,
 )
 
-#: The LLM class vLLM builds for the text config (a converted folder's text config may not name one).
-TEXT_ARCHITECTURE = "LlamaForCausalLM"
-
 
 @MULTIMODAL_REGISTRY.register_processor(
     LlamaVidMultiModalProcessor, info=LlamaVidProcessingInfo, dummy_inputs=LlamaVidDummyInputsBuilder
 )
-class LlamaVidForVLLM(nn.Module, SupportsMultiModal, SupportsPP):
-    packed_modules_mapping = {"qkv_proj": ["q_proj", "k_proj", "v_proj"], "gate_up_proj": ["gate_proj", "up_proj"]}
+class LlamaVidForVLLM(VisualPath, nn.Module, SupportsMultiModal, SupportsPP):
+    """The visual path is the transformers model's own (`VisualPath`, on `vision_tower` and `token_generator`);
+    the LLM is vLLM's implementation of the architecture the text config names."""
 
-    # The visual path is the HF model's own code: these read only `vision_tower` and `token_generator`.
-    get_vision_features = LlamaVidForConditionalGeneration.get_vision_features
-    get_visual_tokens = LlamaVidForConditionalGeneration.get_visual_tokens
-    _rows = staticmethod(LlamaVidForConditionalGeneration._rows)
+    packed_modules_mapping = {"qkv_proj": ["q_proj", "k_proj", "v_proj"], "gate_up_proj": ["gate_proj", "up_proj"]}
 
     @classmethod
     def get_placeholder_str(cls, modality: str, i: int) -> str | None:
@@ -63,7 +60,7 @@ class LlamaVidForVLLM(nn.Module, SupportsMultiModal, SupportsPP):
                 vllm_config=vllm_config,
                 hf_config=config.text_config,
                 prefix=maybe_prefix(prefix, "language_model"),
-                architectures=[TEXT_ARCHITECTURE],
+                architectures=text_architectures(config.text_config),
             )
         self.make_empty_intermediate_tensors = self.language_model.make_empty_intermediate_tensors
         tokenizer_ids = [config.image_token_id, config.image_token_id + 1]  # <image>, <video> (see export)
