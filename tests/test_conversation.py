@@ -51,3 +51,18 @@ def test_unknown_role():
 def test_stop_strings():
     assert get_template("vicuna_v1").stop_string == "</s>"
     assert get_template("llava_v0").stop_string == "###"
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_render_pieces_cut_the_rendering_into_prompt_and_what_is_learned(name):
+    """Joined, the pieces are the rendering; the trained ones are each assistant message with the stop string
+    that ends it, and nothing of a user's."""
+    template = TEMPLATES[name]
+    conversation = [("user", "<image>\nWhat is it?"), ("assistant", "A cat."), ("user", "And?"), ("assistant", "Dogs.")]
+    pieces = template.render_pieces(conversation)
+    assert "".join(text for text, _ in pieces) == template.render(conversation, add_generation_prompt=False)
+    trained = [text for text, learned in pieces if learned]
+    between = " " if template.style == "llama_2" else ""  # [INST] ... [/INST] answer </s>
+    assert [text.strip() for text in trained] == [f"{answer}{between}{template.stop_string}".strip()
+                                                  for answer in ("A cat.", "Dogs.")]
+    assert not any("What is it" in text or "And?" in text for text in trained)

@@ -55,6 +55,32 @@ class ChatTemplate:
             turns.append((self.roles[1], None))
         return getattr(self, f"_render_{self.style}")(turns)
 
+    def render_pieces(self, messages: list[tuple[str, str]]) -> list[tuple[str, bool]]:
+        """`render(messages, add_generation_prompt=False)` cut into (text, trained) pieces, in order: trained are
+        each assistant message and the stop string that ends it (what a model learns to write), the rest is
+        prompt. Derived from `render` itself (each turn is what it adds), so training masks follow the template."""
+        marker = "\x00"  # stands for an assistant message, to find where its text starts within its turn
+        pieces: list[tuple[str, bool]] = []
+        head = self.render([], add_generation_prompt=False)
+        if head:
+            pieces.append((head, False))
+        done = head
+        for index, (role, text) in enumerate(messages):
+            upto = self.render(messages[: index + 1], add_generation_prompt=False)
+            added = upto[len(done) :]
+            if not upto.startswith(done):
+                raise ValueError(f"the {self.name} template does not render conversations turn by turn")
+            if self._role(role) == self.roles[1] and role in ("assistant", "gpt") and text:
+                marked = self.render([*messages[:index], (role, marker)], add_generation_prompt=False)
+                start = marked.index(marker, len(done)) - len(done)
+                stop = added.find(self.stop_string, start) if self.stop_string else -1
+                end = len(added) if stop < 0 else stop + len(self.stop_string)
+                pieces += [(added[:start], False), (added[start:end], True), (added[end:], False)]
+            else:
+                pieces.append((added, False))
+            done = upto
+        return [(piece, trained) for piece, trained in pieces if piece]
+
     def user_messages(self, prompt: str) -> list[str]:
         """The user messages of a prompt this template rendered, in order (the inverse of `render` for them).
 

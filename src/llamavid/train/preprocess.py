@@ -225,21 +225,7 @@ def _preprocess_chatml(messages, tokenizer, template_name, placeholder_id, promp
     text = template.render(turns, add_generation_prompt=False)
     ids = tokenize_with_placeholders(tokenizer, text, placeholder_id)
 
-    end = template.stop_string  # "<|im_end|>"
-    pieces: list[tuple[str, bool]] = []  # (text, trained), in order; joined they are `text`
-    if template.system:
-        pieces.append((f"<|im_start|>system\n{template.system}{template.sep}", False))
-    for role, value in turns:
-        if role == "assistant":
-            pieces += [
-                (f"<|im_start|>{role}\n", False),
-                (f"{value}{end}", True),
-                (template.sep[len(end) :], False),
-            ]
-        else:
-            pieces.append((f"<|im_start|>{role}\n{value}{template.sep}", False))
-    if "".join(piece for piece, _ in pieces) != text:
-        raise RuntimeError("chatml pieces do not add up to the rendered conversation; the template changed?")
+    pieces = template.render_pieces(turns)  # (text, trained): joined they are `text`
 
     drop_bos = _adds_bos(tokenizer)
     piece_ids: list[int] = []
