@@ -16,9 +16,9 @@ from llamavid.inference.generation import (
     GenerationSettings,
     Row,
     TextStream,
-    _overlap,
     generate_arguments,
     generator_for,
+    held_back_length,
 )
 from llamavid.inference.inputs import collate
 from llamavid.model.chat_templates import TEMPLATES, VICUNA_SYSTEM, ChatTemplate
@@ -31,11 +31,11 @@ HASH_STOP = ChatTemplate("hash_stop", VICUNA_SYSTEM, ("USER", "ASSISTANT"), "sin
 
 
 def test_held_back_is_the_longest_suffix_that_could_start_a_stop_string():
-    assert _overlap("answer ##", ["###"]) == 2
-    assert _overlap("answer #", ["###", "</s>"]) == 1
-    assert _overlap("answer </", ["###", "</s>"]) == 2
-    assert _overlap("answer", ["###"]) == 0
-    assert _overlap("##", ["###"]) == 2
+    assert held_back_length("answer ##", ["###"]) == 2
+    assert held_back_length("answer #", ["###", "</s>"]) == 1
+    assert held_back_length("answer </", ["###", "</s>"]) == 2
+    assert held_back_length("answer", ["###"]) == 0
+    assert held_back_length("##", ["###"]) == 2
 
 
 class _Characters:

@@ -329,13 +329,13 @@ def test_a_file_without_a_published_checksum_is_not_trusted(tmp_path, monkeypatc
 
 
 def test_the_published_md5_is_read_from_either_header():
-    from llamavid.hub.remote_files import _server_md5
+    from llamavid.hub.remote_files import server_md5
 
     digest = hashlib.md5(b"x").digest()
     b64 = base64.b64encode(digest).decode()
-    assert _server_md5({"x-goog-hash": f"crc32c=n03x6A==,md5={b64}"}) == digest.hex()
-    assert _server_md5({"content-md5": b64}) == digest.hex()
-    assert _server_md5({"x-goog-hash": "crc32c=n03x6A=="}) is None
+    assert server_md5({"x-goog-hash": f"crc32c=n03x6A==,md5={b64}"}) == digest.hex()
+    assert server_md5({"content-md5": b64}) == digest.hex()
+    assert server_md5({"x-goog-hash": "crc32c=n03x6A=="}) is None
 
 
 def test_an_interrupted_conversion_leaves_nothing_usable_and_restarts(hub_env, capsys, image_path, monkeypatch):
@@ -519,13 +519,13 @@ def test_a_url_is_downloaded_from_that_url_and_checked(tmp_path, monkeypatch):
 
 
 def test_the_published_sha256_is_read_from_the_standard_digest_headers():
-    from llamavid.hub.remote_files import _server_sha256
+    from llamavid.hub.remote_files import server_sha256
 
     digest = hashlib.sha256(b"x").digest()
     b64 = base64.b64encode(digest).decode()
-    assert _server_sha256({"repr-digest": f"sha-512=:AAAA:, sha-256=:{b64}:"}) == digest.hex()
-    assert _server_sha256({"digest": f"SHA-256={b64}"}) == digest.hex()
-    assert _server_sha256({"digest": "MD5=AAAA"}) is None
+    assert server_sha256({"repr-digest": f"sha-512=:AAAA:, sha-256=:{b64}:"}) == digest.hex()
+    assert server_sha256({"digest": f"SHA-256={b64}"}) == digest.hex()
+    assert server_sha256({"digest": "MD5=AAAA"}) is None
 
 
 def test_convert_downloads_eva_from_the_url_given(hub_env, capsys, tmp_path):

@@ -9,7 +9,7 @@ import sys
 import torch
 
 from llamavid.model.modeling import VisualTokenGenerator
-from llamavid.toy.release_layout import _our_config, original_config
+from llamavid.toy.release_layout import converted_config, original_config
 
 
 def vm_hwm() -> int:
@@ -26,7 +26,7 @@ def reset_peak() -> None:
 def main() -> None:
     chunk, sizes = int(sys.argv[1]), [int(n) for n in sys.argv[2:]]
     torch.manual_seed(0)
-    config = _our_config(original_config("llama-vid-7b-full-224-long-video", 1), 224)
+    config = converted_config(original_config("llama-vid-7b-full-224-long-video", 1), 224)
     config.qformer_chunk_size = chunk
     config.qformer_config.num_hidden_layers = 2
     generator = VisualTokenGenerator(config).eval()

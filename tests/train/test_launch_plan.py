@@ -10,7 +10,7 @@ import torch
 from llamavid.errors import RecipeError
 from llamavid.testing import save_llm_folder
 from llamavid.train.recipe import ModelSource, load_recipe
-from llamavid.train.run import _compose, check_one_stage_per_launch, starting_dtype
+from llamavid.train.run import check_one_stage_per_launch, compose_stages, starting_dtype
 
 RELEASED = Path(__file__).parents[2] / "recipes" / "llama-vid-7b-full-224-video-fps-1.yaml"
 WITHOUT_DEEPSPEED = ["stages.stage1.training.deepspeed=null", "stages.stage2.training.deepspeed=null"]
@@ -52,7 +52,7 @@ def folders(tiny, tiny_folder, tmp_path_factory):
 
 def test_compose_is_exact_in_the_training_dtype(folders):
     llm_folder, visual_folder, visual, llm = folders
-    model, processor = _compose(ModelSource(llm=str(llm_folder), visual_from=str(visual_folder)), torch.bfloat16)
+    model, processor = compose_stages(ModelSource(llm=str(llm_folder), visual_from=str(visual_folder)), torch.bfloat16)
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     assert model.config.text_config.num_hidden_layers == 2 and len(model.language_model.model.layers) == 2
     state = model.state_dict()
@@ -71,5 +71,5 @@ def test_compose_is_refused_under_zero3_init(folders):
     llm_folder, visual_folder, _, _ = folders
     active = HfDeepSpeedConfig({"train_batch_size": 1, "zero_optimization": {"stage": 3}})  # zero.Init while alive
     with pytest.raises(RecipeError, match="zero.Init"):
-        _compose(ModelSource(llm=str(llm_folder), visual_from=str(visual_folder)))
+        compose_stages(ModelSource(llm=str(llm_folder), visual_from=str(visual_folder)))
     del active

@@ -254,12 +254,12 @@ def test_cached_feature_encoder_follows_the_towers_dtype_and_returns_cpu_feature
     """The data loader's pixels are CPU float32; the frozen tower may be on an accelerator in another dtype (the
     Trainer moves the model after the dataset is built). Features come back on the CPU for the cache."""
     from llamavid.testing import tiny_model_and_processor
-    from llamavid.train.run import _frozen_encoder
+    from llamavid.train.run import frozen_encoder
 
     model, _ = tiny_model_and_processor()
     model.vision_tower.to(torch.float64).train()
     pixels = torch.rand(3, 3, model.config.image_size, model.config.image_size)
-    features = _frozen_encoder(model)(pixels)
+    features = frozen_encoder(model)(pixels)
     assert features.device.type == "cpu" and features.dtype == torch.float64
     assert not features.requires_grad
     assert model.vision_tower.training  # the encoder's eval mode does not leak into training

@@ -41,7 +41,7 @@ def _offline() -> bool:
     return check() if check else bool(constants.HF_HUB_OFFLINE)
 
 
-def _server_md5(headers) -> str | None:
+def server_md5(headers) -> str | None:
     """The MD5 a storage server publishes: Google Cloud Storage's `x-goog-hash: crc32c=..,md5=<base64>`, or
     `Content-MD5`; as hex."""
     values = [headers.get("x-goog-hash") or "", headers.get("content-md5") or ""]
@@ -58,7 +58,7 @@ def _server_md5(headers) -> str | None:
     return None
 
 
-def _server_sha256(headers) -> str | None:
+def server_sha256(headers) -> str | None:
     """The SHA-256 a server publishes in the standard digest headers, `Repr-Digest: sha-256=:<base64>:` (RFC
     9530) or `Digest: SHA-256=<base64>` (RFC 3230); as hex."""
     for header in ("repr-digest", "digest"):
@@ -108,10 +108,10 @@ def fetch_remote_file(remote: RemoteFile, folder: Path, how_to_skip: str) -> Pat
         raise ModelLoadError(f"{url} answered HTTP {head.status_code} for {remote.name}; {how_to_skip}")
     if remote.sha256:
         algorithm, expected = "sha256", remote.sha256
-    elif _server_sha256(head.headers):
-        algorithm, expected = "sha256", _server_sha256(head.headers)
+    elif server_sha256(head.headers):
+        algorithm, expected = "sha256", server_sha256(head.headers)
     else:
-        algorithm, expected = "md5", _server_md5(head.headers)
+        algorithm, expected = "md5", server_md5(head.headers)
     if expected is None:
         raise ChecksumError(
             f"{url} publishes no checksum for {remote.name}, so a download could not be verified; {how_to_skip}"
@@ -148,4 +148,4 @@ def check_sha256(path: Path, expected: str, what: str, how_to_fix: str) -> None:
         raise ChecksumError(f"{what} ({path}) has sha256 {actual}, not the {expected.lower()} given; {how_to_fix}")
 
 
-__all__ = ["ChecksumError", "check_sha256", "fetch_remote_file"]
+__all__ = ["ChecksumError", "check_sha256", "fetch_remote_file", "server_md5", "server_sha256"]

@@ -46,7 +46,7 @@ def generate_arguments(settings: GenerationSettings, pad_token_id: int, max_new_
     return arguments
 
 
-def _overlap(text: str, stops: Sequence[str]) -> int:
+def held_back_length(text: str, stops: Sequence[str]) -> int:
     """Characters at the end of `text` that could be the start of a stop string (the longest suffix of `text`
     that is a proper prefix of one of `stops`): streamed text keeps them until the next token decides."""
     longest = 0
@@ -76,7 +76,7 @@ class TextStream:
             return self._take(text[:cut]), True
         if text.endswith("\ufffd"):  # a character split across tokens: wait for the rest of it
             return "", False
-        return self._take(text[: len(text) - _overlap(text, self.stops)]), False
+        return self._take(text[: len(text) - held_back_length(text, self.stops)]), False
 
     def close(self) -> str:
         """What is left to show when the row ends for another reason (EOS, its budget)."""
@@ -271,5 +271,6 @@ __all__ = [
     "RowsStopping",
     "TextStream",
     "generate_arguments",
+    "held_back_length",
     "generator_for",
 ]

@@ -146,7 +146,7 @@ def original_config(variant: str, llm_layers: int | None = None) -> dict:
     }
 
 
-def _our_config(original: dict, image_size: int):
+def converted_config(original: dict, image_size: int):
     """Our config for the same shapes (what the converter will build), used only to make meta tensors."""
     from ..model.configuration import LlamaVidConfig
     from ..model.convert import LLAMA_KEYS, parse_compress_type
@@ -184,7 +184,7 @@ def model_folder_shapes(original: dict, image_size: int) -> dict[str, tuple[torc
     from ..model.modeling import LlamaVidForConditionalGeneration
 
     with torch.device("meta"):
-        model = LlamaVidForConditionalGeneration(_our_config(original, image_size))
+        model = LlamaVidForConditionalGeneration(converted_config(original, image_size))
     ours = {k: v for k, v in model.state_dict().items() if not k.startswith("vision_tower.")}
     keys, _ = ours_to_original(ours)
     shapes = {k: (v.shape, torch.bfloat16) for k, v in keys.items()}
@@ -379,4 +379,4 @@ def write_release_checkpoint(
     )
 
 
-__all__ = ["ReleaseCheckpoint", "VARIANTS", "original_config", "write_release_checkpoint"]
+__all__ = ["ReleaseCheckpoint", "VARIANTS", "converted_config", "original_config", "write_release_checkpoint"]

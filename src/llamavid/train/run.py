@@ -47,7 +47,7 @@ def build_model(source: ModelSource, recipe: Recipe, only: str | None = None):
     elif source.source:
         model, processor = load(MODEL_SOURCES, source.source)(dict(source.settings), recipe, dict(source.config))
     else:
-        model, processor = _compose(source, dtype)
+        model, processor = compose_stages(source, dtype)
     if source.reset_projectors:
         reset_projectors(model)
     return model, processor
@@ -78,7 +78,7 @@ def reset_projectors(model, names: tuple[str, ...] = PROJECTORS) -> None:
                 layer.reset_parameters()
 
 
-def _compose(source: ModelSource, dtype: torch.dtype = torch.float32):
+def compose_stages(source: ModelSource, dtype: torch.dtype = torch.float32):
     """An HF LLM under the vision tower and Q-Former of a llamavid folder (stages 1-2 of the releases).
 
     The LlamaVid model is built around an LLM without layers, then given the loaded LLM: a 7B LLM is held once
@@ -215,7 +215,7 @@ def prepare_stage(model, processor, run: StageRun, recipe: Recipe, previous_dir:
         if run.stage.vision_tower:
             raise RecipeError(f"stages.{run.name}: data.cache_vision_features needs a frozen vision tower")
         # sharded, the tower's parameters are partitioned: the data loader gets a whole copy of its own
-        encoder = _frozen_encoder(model, private_on=args.device if shards_parameters(run.training) else None)
+        encoder = frozen_encoder(model, private_on=args.device if shards_parameters(run.training) else None)
     dataset = SupervisedDataset(
         run.data,
         processor.tokenizer,
@@ -312,7 +312,7 @@ def check_resumable(output_dir: Path, run: StageRun, seed: int) -> None:
         )
 
 
-def _frozen_encoder(model, private_on: torch.device | str | None = None):
+def frozen_encoder(model, private_on: torch.device | str | None = None):
     """The vision tower as a feature function for the data loader: eval mode, no gradients. The loader's pixels
     are CPU float32 and the tower may sit on an accelerator in another dtype: pixels go to the tower, features
     come back to the CPU (where the cache and the collator keep them).
@@ -400,4 +400,14 @@ def evaluate_recipe(model, processor, settings: dict) -> dict:
     )
 
 
-__all__ = ["build_model", "check_one_stage_per_launch", "check_resumable", "extend_context", "run_recipe", "run_stage", "stage_record"]
+__all__ = [
+    "build_model",
+    "check_one_stage_per_launch",
+    "check_resumable",
+    "compose_stages",
+    "extend_context",
+    "frozen_encoder",
+    "run_recipe",
+    "run_stage",
+    "stage_record",
+]
