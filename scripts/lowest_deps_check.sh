@@ -51,7 +51,8 @@ echo "environment ready in $((SECONDS - start)) s"
 # Media decoding (PyAV); configs, loading, modeling with generation, processing, conversion, the LoRA routing
 # and the shared-prefix training forward (transformers).
 "$py" -m pytest -q -p no:cacheprovider \
-    tests/media tests/test_config.py tests/test_loading.py tests/test_modeling.py tests/test_parity.py \
-    tests/test_processing.py tests/test_convert.py tests/test_adapter_model.py \
+    tests/media tests/model/test_config.py tests/inference/test_loading.py tests/model/test_modeling.py \
+    tests/test_parity.py tests/model/test_processing.py tests/model/test_convert.py \
+    tests/inference/test_adapter_model.py \
     tests/train/test_stages_run.py::test_shared_prefix_gives_the_same_losses
 echo "lowest-dependency check took $((SECONDS - start)) s"

@@ -101,7 +101,7 @@ def test_train_dry_run_prints_the_plan(capsys):
     import json
     from pathlib import Path
 
-    recipe = Path(__file__).parents[1] / "recipes" / "tiny-synthetic.yaml"
+    recipe = Path(__file__).parents[2] / "recipes" / "tiny-synthetic.yaml"
     assert main(["train", str(recipe), "--dry-run"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["prepare"] == ["stage0"] and plan["stages"] == ["stage1", "stage2"]

@@ -60,7 +60,7 @@ def test_round_trip(tmp_path):
     assert loaded.qformer_config.encoder_hidden_size == loaded.vision_config.hidden_size
 
 
-SAVED_CONFIGS = Path(__file__).parent / "data" / "saved_configs"
+SAVED_CONFIGS = Path(__file__).parents[1] / "data" / "saved_configs"
 
 # What the folders in SAVED_CONFIGS hold: `<name>-<transformers version that saved it>/config.json`, written by
 # `config.save_pretrained` on the lowest supported transformers (5.16, sub-configs built by LlamaVidConfig) and

@@ -30,9 +30,9 @@ from llamavid.hub.releases import (
 from llamavid.model.convert import ArchitectureHints
 from llamavid.testing import tiny_tokenizer
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "llamavid-reference"
+REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "llamavid-reference"
 RELEASE = "YanweiLi/llama-vid-7b-full-224-video-fps-1"
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 pytestmark = pytest.mark.skipif(not (REFERENCE / "cases.json").is_file(), reason="no reference fixtures")
 
