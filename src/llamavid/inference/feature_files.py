@@ -9,7 +9,6 @@ are read with a restricted unpickler that can rebuild numpy arrays and nothing e
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import mmap
@@ -182,8 +181,8 @@ def load_original_pickle(path: str | os.PathLike) -> tuple[np.ndarray, str]:
     `<image>` per frame each followed by that frame's subtitles. Read with an unpickler that can only rebuild
     arrays (no code runs); the one reader of these files, for chat and for training."""
     try:
-        with open(path, "rb") as handle:
-            data = _ArraysOnly(io.BytesIO(handle.read())).load()
+        with open(path, "rb") as handle:  # read as it unpickles: the array's bytes are held once, not twice
+            data = _ArraysOnly(handle).load()
     except FileNotFoundError:
         raise FeatureFileError(f"{path}: no such feature file") from None
     except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, IndexError) as error:
@@ -196,10 +195,19 @@ def load_original_pickle(path: str | os.PathLike) -> tuple[np.ndarray, str]:
     return features, str(data["inputs"])
 
 
+def pickled_tensor(array: np.ndarray) -> torch.Tensor:
+    """A tensor over an unpickled array without copying it. The array may be read-only (its data is the pickle's
+    own bytes object, kept rather than copied); its users read it or make new tensors from it (casts, slices
+    that are then cast), never write into it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
+
+
 def read_original_pickle(path: str | os.PathLike) -> FeatureFile:
     """The original's movie `.pkl` as a FeatureFile; its `'...'` are removed, as the original's loader did."""
     array, inputs = load_original_pickle(path)
-    features = torch.from_numpy(array)
+    features = pickled_tensor(array)
     chunks = inputs.replace("...", "").split("<image>")
     if len(chunks) - 1 != features.shape[0]:
         raise FeatureFileError(
@@ -215,6 +223,7 @@ __all__ = [
     "FeatureFileError",
     "MappedTensor",
     "load_original_pickle",
+    "pickled_tensor",
     "read_feature_file",
     "read_original_pickle",
     "write_feature_file",

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import LlamaVidError
-from ..inference.feature_files import load_original_pickle, read_feature_file
+from ..inference.feature_files import load_original_pickle, pickled_tensor, read_feature_file
 from ..model.chat_templates import IMAGE_PLACEHOLDER
 from ..model.processing import pad_colour, pad_to_square
 from .preprocess import preprocess
@@ -329,7 +329,7 @@ class SupervisedDataset(torch.utils.data.Dataset):
             path = extracted
         if path.suffix == ".pkl":
             array, inputs = load_original_pickle(path)
-            features = torch.from_numpy(array)[:, 1:]  # (T, 1 + N, V) -> (T, N, V)
+            features = pickled_tensor(array)[:, 1:]  # (T, 1 + N, V) -> (T, N, V)
         else:
             movie = read_feature_file(path)
             features = movie.features[:, 1:] if movie.include_cls else movie.features
