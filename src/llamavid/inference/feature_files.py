@@ -27,6 +27,7 @@ from safetensors.torch import save_file
 
 from ..atomic_files import atomic_write
 from ..errors import LlamaVidError
+from ..model.checkpoint_files import SAFETENSORS_DTYPES
 
 FORMAT = "llamavid-features/1"
 METADATA_KEY = "llamavid"
@@ -94,11 +95,10 @@ def _safetensors_offset(handle, name: str) -> tuple[int, torch.dtype, tuple[int,
     size = int.from_bytes(handle.read(8), "little")
     header = json.loads(handle.read(size))
     entry = header.get(name)
-    dtypes = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32}
-    if entry is None or entry["dtype"] not in dtypes:
+    dtype = SAFETENSORS_DTYPES.get(entry["dtype"]) if entry is not None else None
+    if dtype is None:
         return None
     offset = 8 + size + entry["data_offsets"][0]
-    dtype = dtypes[entry["dtype"]]
     return (offset, dtype, tuple(entry["shape"])) if offset % dtype.itemsize == 0 else None
 
 

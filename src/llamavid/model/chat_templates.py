@@ -70,7 +70,7 @@ class ChatTemplate:
             added = upto[len(done) :]
             if not upto.startswith(done):
                 raise ValueError(f"the {self.name} template does not render conversations turn by turn")
-            if self._role(role) == self.roles[1] and role in ("assistant", "gpt") and text:
+            if role in ("assistant", "gpt") and text:
                 marked = self.render([*messages[:index], (role, marker)], add_generation_prompt=False)
                 start = marked.index(marker, len(done)) - len(done)
                 stop = added.find(self.stop_string, start) if self.stop_string else -1
