@@ -6,6 +6,7 @@ decoded frames before decoding), and client mistakes that must be 4xx."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -149,14 +150,32 @@ def test_a_non_streaming_client_that_goes_away_stops_its_generation(server):
     whole = post(server, request)  # the same answer to its end (greedy): how long it takes
     seconds = time.monotonic() - started
     assert whole.json()["usage"]["completion_tokens"] == 1900 and whole.json()["choices"][0]["finish_reason"] == "length"
+    before = len(server.log().splitlines())
     with pytest.raises(httpx.ReadTimeout):  # a client that gives up an eighth of the way in
         httpx.post(f"{server.url}/v1/chat/completions", json=request, timeout=httpx.Timeout(60, read=seconds / 8))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and "status=499" not in server.log():
+    # its one log line comes once the server has noticed (or, were it not to notice, once the answer is whole)
+    deadline = time.monotonic() + 60 + 2 * seconds
+    while time.monotonic() < deadline and not [line for line in server.log().splitlines()[before:] if "status=" in line]:
         time.sleep(0.2)
-    line = [line for line in server.log().splitlines() if "status=499" in line][-1]
-    assert "finish=cancelled" in line
+    new_lines = server.log().splitlines()[before:]
+    line = next((line for line in new_lines if "status=" in line), "")
+    assert "status=499" in line and "finish=cancelled" in line, "\n".join(new_lines[-40:])
     assert int(line.split("completion_tokens=")[1].split()[0]) < 1900
+    assert "Traceback" not in server.log()
+
+
+def test_a_client_gone_before_its_body_is_whole_is_a_499_line(server):
+    before = len(server.log().splitlines())
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                       b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"messages\": [")
+        time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "status=499" not in "".join(server.log().splitlines()[before:]):
+        time.sleep(0.2)
+    new_lines = server.log().splitlines()[before:]
+    assert any("status=499" in line and "while sending" in line for line in new_lines), "\n".join(new_lines)
     assert "Traceback" not in server.log()
 
 

@@ -24,6 +24,7 @@ from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ..errors import LlamaVidError
 from ..inference.settings import GenerationSettings
@@ -135,6 +136,9 @@ async def _chat(request: Request, server: Server):
         error = error if isinstance(error, APIError) else APIError(str(error))
         record.failed(error.status, error.message)
         return error_response(error)
+    except ClientDisconnect:  # gone before its body was read: nothing to answer, and not the server's fault
+        record.failed(499, "client disconnected")
+        return JSONResponse(error_body("client disconnected", 499), status_code=499)
     except Exception as error:  # a bug, not the client's fault: say so in one line, keep serving
         logger.exception("%s failed while preparing", record.request_id)
         record.failed(500, f"{type(error).__name__}: {error}")

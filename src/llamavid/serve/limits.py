@@ -8,8 +8,11 @@ body to the app. It guards the API paths only: the Gradio page has its own uploa
 from __future__ import annotations
 
 import json
+import logging
 
 from .errors import error_body
+
+logger = logging.getLogger("llamavid.serve")
 
 DRAIN_FACTOR = 4  # after refusing, read (and drop) up to this many times the limit so the client sees the 413
 
@@ -29,7 +32,9 @@ class BodyLimit:
         messages, total = [], 0
         while True:
             message = await receive()
-            if message["type"] != "http.request":  # the client went away
+            if message["type"] != "http.request":  # the client went away before its request was whole
+                logger.info("- status=499 error=%s path=%s", json.dumps("client disconnected while sending"),
+                            scope["path"])
                 return
             total += len(message.get("body", b""))
             if total > self.max_bytes:
