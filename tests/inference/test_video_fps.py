@@ -62,3 +62,39 @@ def test_export_vllm_names_the_flag_for_the_models_rate(two_fps, tmp_path, capsy
     folder, _ = two_fps
     assert main(["export-vllm", str(folder), str(tmp_path / "vllm")]) == 0
     assert """--media-io-kwargs '{"video": {"fps": 2}}'""" in capsys.readouterr().out
+
+
+def test_extraction_takes_a_sampling_object(two_fps, tmp_path):
+    from llamavid.inference.extract import extract_all
+    from llamavid.inference.settings import Sampling
+
+    folder, video = two_fps
+    encoder = ChatEngine.from_pretrained(folder, device="cpu").encoder
+    [(path, status, _)] = list(extract_all(encoder, video.parent, tmp_path / "capped",
+                                           sampling=Sampling(max_frames=3), progress=False))
+    assert status == "done" and read_feature_file(path).num_frames == 3  # the model's 2 fps, then capped
+    [(path, _, _)] = list(extract_all(encoder, video.parent, tmp_path / "default", progress=False))
+    assert read_feature_file(path).num_frames == 2 * SECONDS
+
+
+def test_the_training_dataset_samples_at_the_models_rate_through_the_processor(two_fps, tmp_path):
+    import json
+
+    from llamavid.inference.loading import load_model
+    from llamavid.media import load_video
+    from llamavid.model.processing import Video
+    from llamavid.train.data import DataSettings, SupervisedDataset
+
+    folder, video = two_fps
+    model, processor = load_model(folder, device="cpu")
+    conversation = [{"from": "human", "value": "<video>\nWhat moves?"}, {"from": "gpt", "value": "A square."}]
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps([{"id": "a", "video": video.name, "conversations": conversation}]))
+    dataset = SupervisedDataset(DataSettings(data_path=str(data), video_folder=str(video.parent)), processor)
+    media = dataset._media(dataset.records[0])
+    assert media["frames"] == 2 * SECONDS
+    expected = processor.preprocess(Video(load_video(video, fps=2.0).frames))
+    assert media["pixel_values"].equal(expected)
+    one = SupervisedDataset(DataSettings(data_path=str(data), video_folder=str(video.parent), video_fps=1.0),
+                            processor)
+    assert one._media(one.records[0])["frames"] == SECONDS

@@ -19,7 +19,7 @@ def _dataset(tmp_path, name: str, model, processor) -> SupervisedDataset:
     data = tmp_path / f"{name}.json"
     data.write_text(json.dumps([{"id": name, "video": f"{name}.pkl", "conversations": QUESTION}]))
     settings = DataSettings(data_path=str(data), feature_folder=str(tmp_path), on_error="fail")
-    return SupervisedDataset(settings, processor.tokenizer, processor.image_processor, model.config)
+    return SupervisedDataset(settings, processor)
 
 
 def test_a_movie_pkl_becomes_features_without_cls_and_its_frames_tokens(tmp_path):

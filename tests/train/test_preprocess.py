@@ -108,3 +108,14 @@ def test_placeholder_chunks_keep_one_bos(sp_tokenizer):
 def test_unknown_template_is_one_line_error(sp_tokenizer):
     with pytest.raises(ValueError, match="not supported"):
         preprocess(CONVERSATION, sp_tokenizer, "mpt", PH, True)
+
+
+def test_training_and_the_processor_split_image_placeholders_alike(sp_tokenizer):
+    from llamavid.model.processing import tokenize_between_placeholders
+
+    chunks, placeholders = tokenize_between_placeholders(sp_tokenizer, "a<image>b<image>c")
+    assert placeholders == ["<image>", "<image>"]
+    assert tokenize_with_placeholders(sp_tokenizer, "a<image>b<image>c", PH) == [
+        *chunks[0], PH, *chunks[1], PH, *chunks[2]]
+    # training turns `<video>` into `<image>` before this; text left with one is text
+    assert PH not in tokenize_with_placeholders(sp_tokenizer, "a<video>b", PH)

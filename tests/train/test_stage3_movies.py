@@ -137,7 +137,7 @@ def test_a_pkl_name_finds_the_extracted_file_and_its_subtitles(tiny, movies):
     model, processor = tiny
     settings = DataSettings(data_path=str(movies / "long_videoqa.json"), video_folder=str(movies),
                             feature_folder=str(movies / "features"), template="imgsp_v1", model_max_length=4096)
-    dataset = SupervisedDataset(settings, processor.tokenizer, processor.image_processor, model.config)
+    dataset = SupervisedDataset(settings, processor)
     media = dataset._media(dataset.records[0])
     assert media["frames"] == 5  # 5 s at 1 fps
     assert "A bar crosses the screen" in media["movie_inputs"] and "..." not in media["movie_inputs"]
@@ -149,7 +149,7 @@ def test_a_movienet_pkl_name_reads_its_keyframes_and_subtitles(tiny, movienet):
     model, processor = tiny
     settings = DataSettings(data_path=str(movienet / "long_videoqa.json"), video_folder=str(movienet),
                             feature_folder=str(movienet / "features"), template="imgsp_v1", model_max_length=4096)
-    dataset = SupervisedDataset(settings, processor.tokenizer, processor.image_processor, model.config)
+    dataset = SupervisedDataset(settings, processor)
     first, second = (dataset._media(record) for record in dataset.records[:2])
     assert (first["frames"], second["frames"]) == (8, 6)  # every keyframe is a frame
     assert "A bar crosses the screen" in first["movie_inputs"] and "..." not in first["movie_inputs"]

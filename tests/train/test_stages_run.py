@@ -147,7 +147,6 @@ def test_a_later_stage_trains_on_an_earlier_stages_unmerged_lora(toy_data, tmp_p
 
 
 def test_dataset_counts_load_errors_and_can_fail(toy_data, tmp_path):
-    from llamavid.testing import tiny_image_processor
     from llamavid.train.data import DataError, DataSettings, SupervisedDataset
     from llamavid.train.run import build_model
 
@@ -159,20 +158,20 @@ def test_dataset_counts_load_errors_and_can_fail(toy_data, tmp_path):
     recipe = recipe_from_dict(toy_recipe(toy_data, tmp_path / "run"))
     model, processor = build_model(recipe.model, recipe)
     settings = DataSettings(data_path=str(path), video_folder=str(toy_data / "videos"), max_frames=2)
-    dataset = SupervisedDataset(settings, processor.tokenizer, tiny_image_processor(32), model.config)
+    dataset = SupervisedDataset(settings, processor)
     sample = dataset[1]  # 1 and 2 fail: 3 stands in, and both failures are counted
     assert dataset.stats["load_errors"] == 2 and dataset.stats["samples"] == 1
     assert sample["input_ids"] == dataset.load(3)["input_ids"]
     strict = SupervisedDataset(
         DataSettings(data_path=str(path), video_folder=str(toy_data / "videos"), on_error="fail"),
-        processor.tokenizer, tiny_image_processor(32), model.config,
+        processor,
     )
     with pytest.raises(DataError, match="failed to load"):
         strict[2]
     assert strict.stats["load_errors"] == 1
     with pytest.raises(ValueError, match="frozen"):
         SupervisedDataset(DataSettings(data_path=str(path), cache_vision_features=True),
-                          processor.tokenizer, tiny_image_processor(32), model.config)
+                          processor)
 
 
 def test_shared_prefix_gives_the_same_losses(toy_data, tmp_path, monkeypatch):
@@ -221,7 +220,6 @@ def test_visual_lr_scale_gives_the_token_generator_its_own_learning_rate(toy_dat
 
 
 def test_repeat_by_type_weighs_the_training_mix(toy_data, tmp_path):
-    from llamavid.testing import tiny_image_processor
     from llamavid.train.data import DataSettings, SupervisedDataset
     from llamavid.train.run import build_model
 
@@ -234,7 +232,7 @@ def test_repeat_by_type_weighs_the_training_mix(toy_data, tmp_path):
     def dataset(repeats):
         settings = DataSettings(data_path=str(toy_data / "train.json"), video_folder=str(toy_data / "videos"),
                                 repeat_by_type=repeats)
-        return SupervisedDataset(settings, processor.tokenizer, tiny_image_processor(32), model.config)
+        return SupervisedDataset(settings, processor)
 
     mixed = dataset({"direction": 3})
     assert len(mixed) == len(records) + 2 * kinds.count("direction")

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import UsageError
     from ..inference.engine import ChatEngine
     from ..inference.extract import extract_all
+    from ..inference.settings import Sampling
     from .output_folders import check_writable_folder
 
     if args.batch_size < 1:
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         source,
         out_dir,
         Path(args.subtitles) if args.subtitles else None,
-        args.fps,
+        Sampling(fps=args.fps),
         args.batch_size,
         state.process_index,
         state.num_processes,

@@ -19,6 +19,7 @@ from pathlib import Path
 from ..atomic_files import leftovers
 from ..errors import LlamaVidError, ModelLoadError, UsageError
 from .encoder import MediaEncoder
+from .settings import Sampling
 
 VIDEO_SUFFIXES = {
     ".mp4",
@@ -77,12 +78,13 @@ def is_complete(path: Path) -> bool:
 
 
 def extract_video(
-    encoder: MediaEncoder, video: Path, subtitles: Path | None, fps: float | None, batch_size: int,
-    progress: bool | None,
+    encoder: MediaEncoder, video: Path, subtitles: Path | None, batch_size: int, progress: bool | None,
+    sampling: Sampling | None = None,
 ):
-    """FeatureFile of one video: frames at `fps` (None: the encoder's sampling, from the model's config unless
+    """FeatureFile of one video: frames as `sampling` says (default: the encoder's, the model's video_fps unless
     set), vision features in batches (bounded memory for pixels)."""
-    fps = fps or encoder.sampling.settings("video", encoder.config)["fps"]
+    frames = (sampling or encoder.sampling).settings("video", encoder.config)
+    fps = frames["fps"]
     import torch
     from tqdm.auto import tqdm
 
@@ -90,7 +92,8 @@ def extract_video(
     from ..model.processing import Video
     from .feature_files import FeatureFile
 
-    clip = load_video(video, fps=fps, size=encoder.config.image_size, progress=progress)
+    clip = load_video(video, fps=fps, num_frames=frames["num_frames"], max_frames=frames["max_frames"],
+                      size=frames["size"], progress=progress)
     features = []
     bar = tqdm(total=len(clip), desc=video.name, unit="frame", disable=_quiet(progress), leave=False)
     for start in range(0, len(clip), batch_size):
@@ -173,7 +176,7 @@ def extract_all(
     source: Path,
     out_dir: Path,
     subtitles: Path | None = None,
-    fps: float | None = None,
+    sampling: Sampling | None = None,
     batch_size: int = 32,
     process_index: int = 0,
     num_processes: int = 1,
@@ -196,7 +199,7 @@ def extract_all(
         subtitle_file = subtitles or subtitles_beside(video)
         if subtitle_file is None and transcriber is not None:
             subtitle_file = transcriber.subtitle_file(video, target.with_suffix(".srt"))
-        return extract_video(encoder, video, subtitle_file, fps, batch_size, progress)
+        return extract_video(encoder, video, subtitle_file, batch_size, progress, sampling)
 
     yield from extract_each(
         videos, lambda video: output_path(video, source, out_dir), str, extract, "videos", progress

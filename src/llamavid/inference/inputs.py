@@ -132,11 +132,15 @@ def build_sample(
     return sample
 
 
+def movie_frames_text(subtitles: list[list[str]]) -> str:
+    """Each frame's placeholder followed by its subtitle lines, no separators: the original's movie inputs."""
+    return "".join(IMAGE_PLACEHOLDER + " ".join(lines) for lines in subtitles)
+
+
 def movie_text(subtitles: list[list[str]], question: str) -> str:
-    """The long-video user message: start prompt, each frame's placeholder followed by its subtitle lines, end
-    prompt, question (no separators, as the original's movie script)."""
-    frames = "".join(IMAGE_PLACEHOLDER + " ".join(lines) for lines in subtitles)
-    return f"{MOVIE_START}{frames}{MOVIE_END}\n{question}"
+    """The long-video user message: start prompt, the frames with their subtitles, end prompt, question (as the
+    original's movie script)."""
+    return f"{MOVIE_START}{movie_frames_text(subtitles)}{MOVIE_END}\n{question}"
 
 
 def _movie_sample(processor, turns: list[Turn], chat_template, movies: list) -> Sample:
@@ -224,6 +228,7 @@ __all__ = [
     "build_sample",
     "check_length",
     "collate",
+    "movie_frames_text",
     "movie_text",
     "strip_placeholders",
 ]

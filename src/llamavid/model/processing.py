@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +67,23 @@ def whole_text_prompt(text: str) -> str:
     """The Q-Former prompt of a text whose placeholders have no prompts of their own: the whole text without
     placeholders (what every placeholder of a raw prompt reads)."""
     return PLACEHOLDER_PATTERN.sub("", text).strip()
+
+
+def tokenize_between_placeholders(
+    tokenizer, text: str, pattern: re.Pattern = PLACEHOLDER_PATTERN, encode: Callable[[str], list[int]] | None = None
+) -> tuple[list[list[int]], list[str]]:
+    """The original's `tokenizer_image_token`: the text chunks around each placeholder (`pattern`) tokenized on
+    their own, the BOS of every chunk after the first dropped; returns the chunks' ids and the placeholders
+    between them. `encode` (chunk -> ids, default the tokenizer's) lets training remember repeated chunks."""
+    encode = encode or (lambda chunk: tokenizer(chunk).input_ids)
+    bos = tokenizer.bos_token_id
+    chunks = []
+    for index, chunk in enumerate(pattern.split(text)):
+        chunk_ids = encode(chunk)
+        if index > 0 and bos is not None and chunk_ids[:1] == [bos]:
+            chunk_ids = chunk_ids[1:]
+        chunks.append(chunk_ids)
+    return chunks, pattern.findall(text)
 
 
 def build_qformer_tokenizer(vocab_file: str | Path) -> BertTokenizer:
@@ -156,19 +173,12 @@ class LlamaVidProcessor(ProcessorMixin):
         return ids
 
     def tokenize_chunks(self, text: str) -> tuple[list[list[int]], list[str]]:
-        """The ids of each text chunk between placeholders, each tokenized on its own (only the first keeps its
-        BOS), and the placeholders between them: the original's tokenization, for callers that lay out the
-        visual positions themselves (the vLLM plugin)."""
+        """The ids of each text chunk between placeholders and the placeholders between them (see
+        `tokenize_between_placeholders`), for callers that lay out the visual positions themselves (the vLLM
+        plugin)."""
         if self.tokenizer is None:
             raise ModelLoadError("This processor has no LLM tokenizer; convert the model with its tokenizer files")
-        bos = self.tokenizer.bos_token_id
-        chunks = []
-        for index, chunk in enumerate(PLACEHOLDER_PATTERN.split(text)):
-            chunk_ids = self.tokenizer(chunk).input_ids
-            if index > 0 and bos is not None and chunk_ids[:1] == [bos]:
-                chunk_ids = chunk_ids[1:]
-            chunks.append(chunk_ids)
-        return chunks, PLACEHOLDER_PATTERN.findall(text)
+        return tokenize_between_placeholders(self.tokenizer, text)
 
     def tokenize_qformer(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Q-Former ids (S, Lq) and mask: [CLS] prompt [SEP], padded to the longest, left-truncated."""
@@ -338,5 +348,6 @@ __all__ = [
     "image_processor_from_clip_config",
     "pad_colour",
     "pad_to_square",
+    "tokenize_between_placeholders",
     "whole_text_prompt",
 ]

@@ -28,8 +28,10 @@ import torch
 
 from ..errors import LlamaVidError
 from ..inference.feature_files import load_original_pickle, pickled_tensor, read_feature_file
+from ..inference.inputs import movie_frames_text
+from ..inference.settings import Sampling
 from ..model.chat_templates import IMAGE_PLACEHOLDER
-from ..model.processing import pad_colour, pad_to_square
+from ..model.processing import Video
 from .preprocess import preprocess
 
 MOVIE_SUFFIXES = (".pkl", ".safetensors")
@@ -152,24 +154,20 @@ def decoded_key(path, fps: float, max_frames: int | None = None, size=None) -> t
 class SupervisedDataset(torch.utils.data.Dataset):
     """LLaVA-format samples -> dicts the `Collator` batches (see the module docstring)."""
 
-    def __init__(
-        self,
-        settings: DataSettings,
-        tokenizer,
-        image_processor,
-        config,
-        vision_encoder=None,
-        media_cache: dict | None = None,
-    ):
-        """`vision_encoder` (pixels -> features with CLS, no gradients) is needed for `cache_vision_features`;
-        `media_cache` may be shared by datasets of several stages (keyed by file and decoding settings)."""
+    def __init__(self, settings: DataSettings, processor, vision_encoder=None, media_cache: dict | None = None):
+        """Samples become tensors by `processor`'s rules (its tokenizer, pixel steps and config), frames as
+        `settings` samples them; `vision_encoder` (pixels -> features with CLS, no gradients) is needed for
+        `cache_vision_features`; `media_cache` may be shared by datasets of several stages (keyed by file and
+        decoding settings)."""
         if settings.cache_vision_features and vision_encoder is None:
             raise ValueError("data.cache_vision_features needs the (frozen) vision tower to encode with")
         self.settings = settings
         self.vision_encoder = vision_encoder if settings.cache_vision_features else None
-        self.tokenizer = tokenizer
-        self.image_processor = image_processor
-        self.config = config
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.config = processor.config
+        self.sampling = Sampling(fps=settings.video_fps, max_frames=settings.max_frames, pad=settings.pad_images,
+                                 decode_at_model_size=False)
         self.records = repeat_by_type(read_records(settings.data_path), settings.repeat_by_type, settings.data_path)
         self.lengths = modality_lengths(self.records)
         self.stats: Counter = Counter()
@@ -299,26 +297,20 @@ class SupervisedDataset(torch.utils.data.Dataset):
         image = load_image(self._path(self.settings.image_folder, name, "image"))
         if not isinstance(image, Image.Image):
             image = Image.fromarray(np.asarray(image))
-        image = image.convert("RGB")
-        pad = self.config.pad_to_square if self.settings.pad_images is None else self.settings.pad_images
-        if pad:
-            image = pad_to_square(image, pad_colour(self.image_processor.image_mean))
-        pixels = self.image_processor([image], return_tensors="pt")["pixel_values"]
+        pixels = self.processor.preprocess(image, pad=self.sampling.settings("image", self.config)["pad"])
         return {"pixel_values": pixels, "frames": 1}
 
     def _video(self, name: str) -> dict:
-        from PIL import Image
-
         from ..media import load_video
 
-        fps = self.settings.video_fps or self.config.video_fps
+        sampling = self.sampling.settings("video", self.config)
         path = self._path(self.settings.video_folder, name, "video")
-        decoded = decoded_key(path, fps, self.settings.max_frames, self.settings.decode_size)
+        decoded = decoded_key(path, sampling["fps"], sampling["max_frames"], self.settings.decode_size)
         pixels = self._cache.get(decoded)  # stage 0 leaves the frames it decoded here
         if pixels is None:
-            clip = load_video(path, fps=fps, max_frames=self.settings.max_frames, size=self.settings.decode_size)
-            frames = [Image.fromarray(frame) for frame in clip.frames]  # video frames are never padded
-            pixels = self.image_processor(frames, return_tensors="pt")["pixel_values"]
+            clip = load_video(path, fps=sampling["fps"], max_frames=sampling["max_frames"],
+                              size=self.settings.decode_size)
+            pixels = self.processor.preprocess(Video(clip.frames))  # video frames are never padded
         return {"pixel_values": pixels, "frames": pixels.shape[0]}
 
     def _movie(self, name: str) -> dict:
@@ -333,7 +325,7 @@ class SupervisedDataset(torch.utils.data.Dataset):
         else:
             movie = read_feature_file(path)
             features = movie.features[:, 1:] if movie.include_cls else movie.features
-            inputs = "".join(IMAGE_PLACEHOLDER + " ".join(lines) for lines in movie.subtitles)
+            inputs = movie_frames_text(movie.subtitles)
         # the original's loader drops every "..." of the subtitles
         inputs = inputs.replace("...", "").replace(IMAGE_PLACEHOLDER, IMAGE_PLACEHOLDER * self.config.tokens_per_frame)
         return {"vision_features": features, "frames": features.shape[0], "movie_inputs": inputs}

@@ -26,10 +26,12 @@ result (`mismatch`) so the dataset counts and logs it (or fails) instead of mask
 from __future__ import annotations
 
 import random
+import re
 import weakref
 from dataclasses import dataclass, field
 
 from ..model.chat_templates import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, get_template
+from ..model.processing import tokenize_between_placeholders
 
 IGNORE_INDEX = -100
 SUPPORTED_TEMPLATES = (
@@ -50,6 +52,7 @@ class Preprocessed:
 
 _CHUNK_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 CHUNK_CACHE_SIZE = 1 << 16
+IMAGE_ONLY = re.compile(re.escape(IMAGE_PLACEHOLDER))
 
 
 def _chunk_ids(tokenizer, chunk: str) -> list[int]:
@@ -65,17 +68,12 @@ def _chunk_ids(tokenizer, chunk: str) -> list[int]:
 
 
 def tokenize_with_placeholders(tokenizer, text: str, placeholder_id: int) -> list[int]:
-    """The original's `tokenizer_image_token`: chunks around `<image>` tokenized separately, each with its own
-    BOS, the BOS of every later chunk dropped, one `placeholder_id` between chunks."""
-    bos = tokenizer.bos_token_id
-    ids: list[int] = []
-    for index, chunk in enumerate(text.split(IMAGE_PLACEHOLDER)):
-        chunk_ids = _chunk_ids(tokenizer, chunk)
-        if index > 0:
-            if bos is not None and chunk_ids[:1] == [bos]:
-                chunk_ids = chunk_ids[1:]
-            ids.append(placeholder_id)
-        ids += chunk_ids
+    """The processor's chunk tokenization around `<image>` (training has turned every `<video>` into one), one
+    `placeholder_id` between chunks, each chunk remembered."""
+    chunks, _ = tokenize_between_placeholders(tokenizer, text, IMAGE_ONLY, lambda chunk: _chunk_ids(tokenizer, chunk))
+    ids = chunks[0]
+    for chunk in chunks[1:]:
+        ids += [placeholder_id, *chunk]
     return ids
 
 

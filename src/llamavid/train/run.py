@@ -216,14 +216,7 @@ def prepare_stage(model, processor, run: StageRun, recipe: Recipe, previous_dir:
             raise RecipeError(f"stages.{run.name}: data.cache_vision_features needs a frozen vision tower")
         # sharded, the tower's parameters are partitioned: the data loader gets a whole copy of its own
         encoder = frozen_encoder(model, private_on=args.device if shards_parameters(run.training) else None)
-    dataset = SupervisedDataset(
-        run.data,
-        processor.tokenizer,
-        processor.image_processor,
-        model.config,
-        vision_encoder=encoder,
-        media_cache=media_cache,
-    )
+    dataset = SupervisedDataset(run.data, processor, vision_encoder=encoder, media_cache=media_cache)
     trainer = LlamaVidTrainer(
         model=model,
         args=args,
