@@ -60,6 +60,19 @@ def test_left_and_right_padding(tiny):
         processor(["Hi"], padding_side="middle")
 
 
+def test_a_repeated_qformer_prompt_is_tokenized_once(tiny, monkeypatch):
+    _, processor = tiny
+    prompts = ["Who leaves?"] * 3 + ["a longer question about the red circle", "Who leaves?"]
+    tokenizer = processor.qformer_tokenizer
+    whole = tokenizer(prompts, padding="longest", truncation=True, max_length=processor.config.qformer_max_length,
+                      return_tensors="pt")  # every prompt, as one call
+    seen = []
+    monkeypatch.setattr(processor, "qformer_tokenizer", lambda texts, **kw: seen.append(texts) or tokenizer(texts, **kw))
+    ids, mask = processor.tokenize_qformer(prompts)
+    assert seen == [["Who leaves?", "a longer question about the red circle"]]
+    assert ids.equal(whole["input_ids"]) and mask.equal(whole["attention_mask"])
+
+
 def test_qformer_prompts_are_left_truncated(tiny):
     _, processor = tiny
     limit = processor.config.qformer_max_length

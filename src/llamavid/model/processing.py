@@ -181,15 +181,22 @@ class LlamaVidProcessor(ProcessorMixin):
         return tokenize_between_placeholders(self.tokenizer, text)
 
     def tokenize_qformer(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Q-Former ids (S, Lq) and mask: [CLS] prompt [SEP], padded to the longest, left-truncated."""
+        """Q-Former ids (S, Lq) and mask: [CLS] prompt [SEP], padded to the longest, left-truncated. Each distinct
+        prompt is tokenized once: a movie asks the same question of every one of its thousands of frames."""
+        distinct = list(dict.fromkeys(prompts))
         encoded = self.qformer_tokenizer(
-            list(prompts),
+            distinct,
             padding="longest",
             truncation=True,
             max_length=self.config.qformer_max_length,
             return_tensors="pt",
         )
-        return encoded["input_ids"], encoded["attention_mask"]
+        ids, mask = encoded["input_ids"], encoded["attention_mask"]
+        if len(distinct) == len(prompts):
+            return ids, mask
+        row = {prompt: index for index, prompt in enumerate(distinct)}
+        rows = torch.tensor([row[prompt] for prompt in prompts], dtype=torch.long)
+        return ids[rows], mask[rows]
 
     # -- everything ------------------------------------------------------------------------------------------
 
