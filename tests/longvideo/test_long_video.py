@@ -62,7 +62,7 @@ def test_extraction_of_two_videos_with_subtitles(engine, videos, tmp_path):
     assert a.features.shape == (6, 1 + engine.config.num_patches, engine.config.vision_config.hidden_size)
     assert a.timestamps == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
     assert a.subtitles == [[], ["Hello there."], [], [], ["Goodbye now."], []]
-    assert a.fingerprint == engine.fingerprint
+    assert a.fingerprint == engine.encoder.fingerprint
     b = read_feature_file(tmp_path / "sub" / "b.safetensors")
     assert b.num_frames == 3 and b.subtitles == [[], [], []]
     # the stored features are the tower's output for those frames
@@ -70,7 +70,7 @@ def test_extraction_of_two_videos_with_subtitles(engine, videos, tmp_path):
     from llamavid.model.processing import Video
 
     clip = load_video(videos / "a.mp4", fps=1.0, size=engine.config.image_size)
-    expected = engine.vision_features(engine.processor.preprocess(Video(clip.frames)))
+    expected = engine.encoder.vision_features(engine.processor.preprocess(Video(clip.frames)))
     torch.testing.assert_close(a.features.float(), expected, atol=2e-3, rtol=2e-3)
     assert [s for _, s, _ in extract_all(engine.encoder, videos, tmp_path, progress=False)] == ["skipped", "skipped"]
 
@@ -123,7 +123,7 @@ def _movie(engine, frames, subtitles=None):
     features = torch.randn(
         frames, 1 + engine.config.num_patches, width, generator=torch.Generator().manual_seed(0)
     )
-    metadata = {"vision_fingerprint": engine.fingerprint}
+    metadata = {"vision_fingerprint": engine.encoder.fingerprint}
     lines = subtitles or [[] for _ in range(frames)]
     return FeatureFile(features.half(), [float(i) for i in range(frames)], lines, True, metadata)
 
@@ -200,7 +200,7 @@ def test_feature_file_stamped_with_the_whole_tower_digest_is_still_accepted(engi
     from llamavid.inference.features import vision_fingerprint
 
     whole = vision_fingerprint(engine.model, engine.processor.image_processor, whole=True)
-    assert whole != engine.fingerprint
+    assert whole != engine.encoder.fingerprint
     stamped = _movie(engine, 2)
     stamped.metadata["vision_fingerprint"] = whole
     write_feature_file(tmp_path / "older.safetensors", stamped)

@@ -120,7 +120,7 @@ def test_movienet_features_times_subtitles_and_failures(engine, movienet, tmp_pa
     per_frame = expected_subtitles(times)
     assert per_frame[0] == ["Before the first."] and per_frame[-1] == ["After the end."]
     assert movie.subtitles == per_frame
-    assert movie.fingerprint == engine.fingerprint and movie.include_cls
+    assert movie.fingerprint == engine.encoder.fingerprint and movie.include_cls
 
     # frames in member-name order (the tar holds them shuffled), each through the tower as an unpadded image
     decoded = [load_image(data) for data in jpgs]

@@ -113,19 +113,12 @@ class ChatEngine:
     def context_length(self) -> int:
         return self.config.context_length
 
-    @property
-    def fingerprint(self) -> str:
-        return self.encoder.fingerprint
-
     def encode_media(self, source) -> MediaFeatures:
         """Vision features of an image, a video or a movie's feature file (see `MediaEncoder.encode`)."""
         return self.encoder.encode(source)
 
     def load_movie(self, path: str | os.PathLike) -> MediaFeatures:
         return self.encoder.load_movie(path)
-
-    def vision_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.encoder.vision_features(pixels)
 
     # -- prompts ---------------------------------------------------------------------------------------------
 
