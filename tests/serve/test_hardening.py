@@ -159,8 +159,9 @@ def test_a_non_streaming_client_that_goes_away_stops_its_generation(server):
         time.sleep(0.2)
     new_lines = server.log().splitlines()[before:]
     line = next((line for line in new_lines if "status=" in line), "")
-    assert "status=499" in line and "finish=cancelled" in line, "\n".join(new_lines[-40:])
-    assert int(line.split("completion_tokens=")[1].split()[0]) < 1900
+    assert "status=499" in line, "\n".join(new_lines[-40:])
+    if "completion_tokens=" in line:  # else a loaded machine reached it only after the client had gone
+        assert "finish=cancelled" in line and int(line.split("completion_tokens=")[1].split()[0]) < 1900, line
     assert "Traceback" not in server.log()
 
 
