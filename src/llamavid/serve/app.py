@@ -138,7 +138,7 @@ async def _chat(request: Request, server: Server):
         return error_response(error)
     except ClientDisconnect:  # gone before its body was read: nothing to answer, and not the server's fault
         record.failed(499, "client disconnected")
-        return JSONResponse(error_body("client disconnected", 499), status_code=499)
+        return _gone()
     except Exception as error:  # a bug, not the client's fault: say so in one line, keep serving
         logger.exception("%s failed while preparing", record.request_id)
         record.failed(500, f"{type(error).__name__}: {error}")
@@ -158,7 +158,7 @@ async def _chat(request: Request, server: Server):
             kind, value = await events.get()
             if kind == "gone":
                 record.finished(job, 499)
-                return JSONResponse(error_body("client disconnected", 499), status_code=499)
+                return _gone()
             if kind == "text":
                 pieces.append(value)
             elif kind == "error":
@@ -172,6 +172,11 @@ async def _chat(request: Request, server: Server):
     record.finished(job, 200)
     prompt_tokens = len(sample.ids)
     return completion_body(record.request_id, model, "".join(pieces), value, prompt_tokens, job.row.completion_tokens)
+
+
+def _gone() -> JSONResponse:
+    """The answer to a client that went away: nobody reads it, but the status is what the log and tests see."""
+    return JSONResponse(error_body("client disconnected", 499), status_code=499)
 
 
 def _check_json(request: Request) -> None:

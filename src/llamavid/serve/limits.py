@@ -8,11 +8,10 @@ body to the app. It guards the API paths only: the Gradio page has its own uploa
 from __future__ import annotations
 
 import json
-import logging
 
 from .errors import error_body
-
-logger = logging.getLogger("llamavid.serve")
+from .logs import RequestLog
+from .schemas import new_request_id
 
 DRAIN_FACTOR = 4  # after refusing, read (and drop) up to this many times the limit so the client sees the 413
 
@@ -33,8 +32,7 @@ class BodyLimit:
         while True:
             message = await receive()
             if message["type"] != "http.request":  # the client went away before its request was whole
-                logger.info("- status=499 error=%s path=%s", json.dumps("client disconnected while sending"),
-                            scope["path"])
+                RequestLog(new_request_id(), log_prompts=False).failed(499, "client disconnected while sending")
                 return
             total += len(message.get("body", b""))
             if total > self.max_bytes:
