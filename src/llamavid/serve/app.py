@@ -37,8 +37,6 @@ from .settings import ServeSettings
 
 logger = logging.getLogger("llamavid.serve")
 
-DISCONNECT_POLL_S = 0.1
-
 
 async def prepare(server: Server, chat: ChatRequest):
     """Check the request against the limits, fetch its media (in the event loop), then encode them and build its
@@ -189,10 +187,11 @@ def _check_json(request: Request) -> None:
 
 
 async def _cancel_when_gone(request: Request, job, events: asyncio.Queue) -> None:
-    """Cancel the job once the client has gone away, and say so on `events`; polled on a clock, whether or not
-    tokens are arriving (a job still queued is dropped by the scheduler without a word)."""
-    while not await request.is_disconnected():
-        await asyncio.sleep(DISCONNECT_POLL_S)
+    """Cancel the job once the client has gone away, and say so on `events`: the body has been read, so the next
+    ASGI message is the disconnect, whenever it comes (a job still queued is dropped by the scheduler without a
+    word). Waiting on it, not polling with a cancelled receive, leaves the server to wake this when it sees it."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
     job.cancel()
     events.put_nowait(("gone", None))
 
