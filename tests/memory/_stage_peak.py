@@ -2,7 +2,12 @@
 7B long-video token generator at its real widths (EVA features 256 x 1408, Q-Former 768, LLM 4096) with its
 Q-Former cut to 2 of 12 layers (one cross-attention: the test is about what grows with the frames, and a CPU
 without bf16 matrix units runs the full Q-Former at a few frames a second). Float32 weights: the float16 features
-are cast chunk by chunk. Prints `frames peak_bytes features_bytes` per size."""
+are cast chunk by chunk. Prints `frames peak_bytes features_bytes` per size.
+
+The peak is the growth of VmHWM over the resident set at the start of the call, less the file-backed pages the
+call faulted in (library code evicted under memory pressure and read back is not the stage's memory). Run it with
+`MALLOC_MMAP_THRESHOLD_` fixed: glibc otherwise raises its mmap threshold after a large free and serves the next
+large blocks from memory it kept, so a pass's peak would depend on what the pass before it freed."""
 
 import sys
 
@@ -12,10 +17,10 @@ from llamavid.model.modeling import VisualTokenGenerator
 from llamavid.toy.release_layout import converted_config, original_config
 
 
-def vm_hwm() -> int:
+def status(field: str) -> int:
     with open("/proc/self/status") as handle:
         fields = dict(line.split(":", 1) for line in handle)
-    return int(fields["VmHWM"].split()[0]) * 1024
+    return int(fields[field].split()[0]) * 1024
 
 
 def reset_peak() -> None:
@@ -38,9 +43,9 @@ def main() -> None:
             features = torch.randn(frames, patches, width).to(torch.float16)  # a movie as stored: no CLS, float16
             rows = torch.arange(frames)
             reset_peak()
-            before = vm_hwm()
+            before, file_before = status("VmHWM"), status("RssFile")
             tokens = generator(features, ids, mask, rows, torch.zeros_like(rows), include_cls=False)
-            peak = vm_hwm() - before
+            peak = status("VmHWM") - before - max(0, status("RssFile") - file_before)
             assert tokens.shape == (frames, config.tokens_per_frame, config.text_config.hidden_size)
             if frames in sizes:
                 print(frames, peak, features.numel() * features.element_size(), flush=True)
