@@ -31,9 +31,9 @@ WORDS = ("the", "door", "opens", "and", "she", "runs", "away", "from", "him", "i
 
 
 def rss_gb() -> float:
-    with open("/proc/self/status") as handle:
-        fields = dict(line.split(":", 1) for line in handle)
-    return int(fields["VmRSS"].split()[0]) / 1e6
+    from llamavid.testing import process_memory
+
+    return process_memory("VmRSS") / 1e9
 
 
 def peak_gb(device) -> float:
@@ -41,9 +41,9 @@ def peak_gb(device) -> float:
         import torch
 
         return torch.cuda.max_memory_allocated(device) / 1e9
-    with open("/proc/self/status") as handle:
-        fields = dict(line.split(":", 1) for line in handle)
-    return int(fields["VmHWM"].split()[0]) / 1e6
+    from llamavid.testing import process_memory
+
+    return process_memory("VmHWM") / 1e9
 
 
 def reset_peak(device) -> None:
@@ -52,8 +52,9 @@ def reset_peak(device) -> None:
 
         torch.cuda.reset_peak_memory_stats(device)
         return
-    with open("/proc/self/clear_refs", "w") as handle:  # 5: reset the peak resident set size to the current one
-        handle.write("5")
+    from llamavid.testing import reset_peak_memory
+
+    reset_peak_memory()
 
 
 def write_movie(path: Path, config, frames: int, words: int, seed: int = 0) -> None:

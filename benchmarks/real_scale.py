@@ -31,9 +31,9 @@ def _peak_rss() -> int:
 
 def _rss_split() -> dict:
     """Resident memory now: anonymous (cannot be dropped) and file-backed (memory-mapped weights, reclaimable)."""
-    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-    kib = {name: int(fields[name].split()[0]) * 1024 for name in ("RssAnon", "RssFile") if name in fields}
-    return {f"{name.lower()}_gb": round(value / GB, 2) for name, value in kib.items()}
+    from llamavid.testing import process_memory
+
+    return {f"{name.lower()}_gb": round(process_memory(name) / GB, 2) for name in ("RssAnon", "RssFile")}
 
 
 def phase_write(args) -> dict:

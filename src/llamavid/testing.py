@@ -117,10 +117,27 @@ def supervised_spans(labels: list[int], ignore_index: int = -100) -> list[tuple[
     return spans
 
 
+def process_memory(field: str) -> int:
+    """One memory field of this process's `/proc/self/status` in bytes (Linux): `VmRSS`, `VmHWM` (the peak resident
+    set since start or since `reset_peak_memory`), `RssAnon`, `RssFile`."""
+    with open("/proc/self/status") as handle:
+        fields = dict(line.split(":", 1) for line in handle)
+    return int(fields[field].split()[0]) * 1024
+
+
+def reset_peak_memory() -> None:
+    """Set `VmHWM` to what is resident now (Linux's `/proc/self/clear_refs`), so the next reading is the peak of what
+    follows."""
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+
+
 __all__ = [
     "ReleaseCheckpoint",
     "ServerProcess",
     "free_port",
+    "process_memory",
+    "reset_peak_memory",
     "save_llm_folder",
     "save_model_folder",
     "supervised_spans",

@@ -18,7 +18,7 @@ from llamavid.inference.feature_files import (
     write_feature_file,
 )
 from llamavid.inference.inputs import MOVIE_END, MOVIE_START, ContextLengthError
-from llamavid.testing import save_model_folder, tiny_model_and_processor, write_test_video
+from llamavid.testing import process_memory, save_model_folder, tiny_model_and_processor, write_test_video
 
 SRT = "1\n00:00:00,500 --> 00:00:01,500\nHello <i>there</i>.\n\n2\n00:00:03,000 --> 00:00:04,200\nGoodbye now.\n"
 
@@ -271,11 +271,6 @@ def test_a_bad_video_fails_alone_and_a_rerun_retries_only_it(tiny_folder, tmp_pa
     ]
 
 
-def _rss() -> int:
-    with open("/proc/self/status") as handle:
-        return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmRSS:"))
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 @pytest.mark.parametrize("suffix", [".safetensors", ".pkl"])
 def test_mapped_features_hand_their_pages_back_and_read_the_same(tmp_path, suffix):
@@ -290,12 +285,12 @@ def test_mapped_features_hand_their_pages_back_and_read_the_same(tmp_path, suffi
         write_feature_file(path, FeatureFile(features, [float(i) for i in range(400)], [[] for _ in range(400)]))
     movie = read_feature_file(path, mapped=True, spill_dir=tmp_path)
     assert movie.release is not None and list(tmp_path.iterdir()) == [path]  # the spilled copy has no name
-    size, before = features.numel() * 2, _rss()
+    size, before = features.numel() * 2, process_memory("VmRSS")
     assert torch.equal(movie.features, features)
-    read = _rss()
+    read = process_memory("VmRSS")
     assert read - before > 0.8 * size
     movie.release()
-    assert read - _rss() > 0.8 * size
+    assert read - process_memory("VmRSS") > 0.8 * size
     assert torch.equal(movie.features, features)
 
 

@@ -13,18 +13,12 @@ from llamavid.inference import memory_plan
 from llamavid.inference.engine import ChatEngine
 from llamavid.inference.feature_files import FeatureFile, write_feature_file
 from llamavid.inference.generation import GenerationSettings
-from llamavid.testing import tiny_model_and_processor
+from llamavid.testing import process_memory, tiny_model_and_processor
 
 QUESTION = "what happens at the end of the movie"
 FRAMES = 600
 LLM = {"hidden_size": 1024, "intermediate_size": 2048, "num_hidden_layers": 2, "num_attention_heads": 8,
        "num_key_value_heads": 8, "max_position_embeddings": 8192, "vocab_size": 150_000}
-
-
-def status(name: str) -> int:
-    with open("/proc/self/status") as handle:
-        fields = dict(line.split(":", 1) for line in handle)
-    return int(fields[name].split()[0]) * 1024
 
 
 def main() -> None:
@@ -43,7 +37,7 @@ def main() -> None:
     plan = memory_plan.plan_question(config, workload, settings)
     movie = engine.load_movie(path)
     engine.answer([("user", QUESTION)], media=movie, settings=GenerationSettings(max_new_tokens=8))
-    print(json.dumps({"plan_gb": plan.need / 1e9, "peak_gb": status("VmHWM") / 1e9,
+    print(json.dumps({"plan_gb": plan.need / 1e9, "peak_gb": process_memory("VmHWM") / 1e9,
                       "prompt_tokens": workload.prompt_tokens, "stage": plan.stage,
                       "parts": {k: round(v / 1e9, 3) for k, v in plan.parts.items()}}))
 

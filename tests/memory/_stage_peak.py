@@ -14,18 +14,8 @@ import sys
 import torch
 
 from llamavid.model.modeling import VisualTokenGenerator
+from llamavid.testing import process_memory, reset_peak_memory
 from llamavid.toy.release_layout import converted_config, original_config
-
-
-def status(field: str) -> int:
-    with open("/proc/self/status") as handle:
-        fields = dict(line.split(":", 1) for line in handle)
-    return int(fields[field].split()[0]) * 1024
-
-
-def reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")
 
 
 def main() -> None:
@@ -42,10 +32,10 @@ def main() -> None:
         for frames in [chunk, *sizes]:  # the first pass warms the thread pools and the allocator up
             features = torch.randn(frames, patches, width).to(torch.float16)  # a movie as stored: no CLS, float16
             rows = torch.arange(frames)
-            reset_peak()
-            before, file_before = status("VmHWM"), status("RssFile")
+            reset_peak_memory()
+            before, file_before = process_memory("VmHWM"), process_memory("RssFile")
             tokens = generator(features, ids, mask, rows, torch.zeros_like(rows), include_cls=False)
-            peak = status("VmHWM") - before - max(0, status("RssFile") - file_before)
+            peak = process_memory("VmHWM") - before - max(0, process_memory("RssFile") - file_before)
             assert tokens.shape == (frames, config.tokens_per_frame, config.text_config.hidden_size)
             if frames in sizes:
                 print(frames, peak, features.numel() * features.element_size(), flush=True)
