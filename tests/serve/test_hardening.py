@@ -76,6 +76,15 @@ def image(url: str) -> dict:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
+def log_lines_once(server, text: str, after: int = 0, seconds: float = 30) -> list[str]:
+    """The server's log lines past the first `after`, once one of them holds `text` (or `seconds` on, if none
+    does): a request's line is written when the server is done with it, which may be after its client left."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not any(text in line for line in server.log().splitlines()[after:]):
+        time.sleep(0.2)
+    return server.log().splitlines()[after:]
+
+
 _CLIENT = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=100))  # one TLS setup, shared by threads
 
 
@@ -167,10 +176,7 @@ def test_a_non_streaming_client_that_goes_away_stops_its_generation(long_answers
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{long_answers.url}/v1/chat/completions", json=request, timeout=httpx.Timeout(60, read=0.5))
     # its one log line comes once the server has noticed (or, were it not to notice, once the answer is whole)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and "status=" not in long_answers.log():
-        time.sleep(0.2)
-    line = next((line for line in long_answers.log().splitlines() if "status=" in line), "")
+    line = next((line for line in log_lines_once(long_answers, "status=", seconds=300) if "status=" in line), "")
     assert "status=499" in line, long_answers.log()[-4000:]
     if "completion_tokens=" in line:  # else the server reached the request only after the client had gone
         assert "finish=cancelled" in line and int(line.split("completion_tokens=")[1].split()[0]) < budget, line
@@ -184,10 +190,7 @@ def test_a_client_gone_before_its_body_is_whole_is_a_499_line(server):
         client.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                        b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"messages\": [")
         time.sleep(0.5)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and "status=499" not in "".join(server.log().splitlines()[before:]):
-        time.sleep(0.2)
-    new_lines = server.log().splitlines()[before:]
+    new_lines = log_lines_once(server, "status=499", after=before)
     assert any("status=499" in line and "while sending" in line for line in new_lines), "\n".join(new_lines)
     assert "Traceback" not in server.log()
 
